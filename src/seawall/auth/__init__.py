@@ -1,0 +1,1 @@
+"""Users, roles, sessions, API keys, permissions and the hash-chained audit log."""

@@ -1,0 +1,104 @@
+"""Effective configuration: environment variables prefixed ``SEAWALL_`` over defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.cwd() / "var"
+
+
+class Settings(BaseSettings):
+    """Every setting Seawall reads. Each field is ``SEAWALL_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SEAWALL_", env_file=None, extra="ignore")
+
+    home: Path = Field(
+        default_factory=_default_home, description="Data folder: database, index segments, evidence, logs."
+    )
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default is SQLite in SEAWALL_HOME.")
+    secret_key: SecretStr | None = Field(
+        None, description="Signs sessions and CSRF tokens; generated into SEAWALL_HOME if unset."
+    )
+    host: str = Field("127.0.0.1", description="Address `seawall serve` binds.")
+    port: int = Field(8000, description="Port `seawall serve` binds.")
+    base_url: str | None = Field(None, description="Public URL of this instance, for links in notices and feeds.")
+    log_level: str = Field("INFO", description="Log level.")
+    log_json: bool | None = Field(None, description="JSON log lines; default: JSON unless writing to a terminal.")
+
+    # sessions and accounts
+    session_hours: float = Field(8.0, description="Console session lifetime in hours.")
+    cookie_secure: bool = Field(False, description="Mark the session cookie Secure (set behind HTTPS).")
+    login_max_failures: int = Field(5, description="Failed logins before an account is locked.")
+    login_lockout_minutes: float = Field(15.0, description="How long a locked account stays locked.")
+
+    # background work
+    queue_url: str | None = Field(
+        None, description="Task queue store: redis://… at scale; default SQLite file in SEAWALL_HOME."
+    )
+    queue_immediate: bool = Field(False, description="Run tasks inline instead of queueing (tests, single process).")
+    audit_verify_cron: str = Field(
+        "0 3 * * *", description="When the worker verifies the audit chain (cron: m h dom mon dow)."
+    )
+
+    # media decoding limits
+    max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")
+    max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest media file, in bytes, that is read.")
+    max_video_seconds: float = Field(4 * 3600.0, description="Longest video, in seconds, that is hashed.")
+    max_video_pixels: int = Field(8192 * 8192, description="Largest video frame, in pixels.")
+    max_video_frames: int = Field(1_000_000, description="Most frames hashed from one video.")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+pysqlite:///{self.home / 'seawall.db'}"
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+    def effective_secret_key(self) -> str:
+        """The configured secret, or one generated once and kept in SEAWALL_HOME."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        import secrets
+
+        path = self.ensure_home() / "secret.key"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def masked(self) -> dict[str, Any]:
+        """Settings for display, with secrets and database passwords masked."""
+        from sqlalchemy.engine import make_url
+
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            elif name in ("database_url", "queue_url") and value:
+                value = make_url(value).render_as_string(hide_password=True) if "://" in value else value
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["effective_database_url"] = make_url(self.effective_database_url).render_as_string(hide_password=True)
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""Safe decoding of images and video, thumbnails, blurred/greyscale rendering."""

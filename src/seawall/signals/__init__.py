@@ -1,0 +1,1 @@
+"""Signal types: cryptographic hashes, PDQ with dihedral variants, vPDQ; registry and plugins."""

@@ -1,0 +1,1 @@
+"""The FastAPI application: JSON API under /v1, the analyst console, public pages."""

@@ -1,0 +1,187 @@
+"""The application factory: one FastAPI app serving the JSON API, the console and health endpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import seawall
+from seawall import migrate
+from seawall.config import Settings, get_settings
+from seawall.db import make_engine, make_sessionmaker
+from seawall.web.csrf import csrf_token, persist_anon_cookie
+from seawall.web.deps import LoginRequired
+from seawall.web.observability import Metrics, ObservabilityMiddleware
+
+log = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).parent
+
+
+@dataclass
+class ReadinessCheck:
+    """One named readiness probe; ``probe`` returns (ready, details) and may raise (= not ready)."""
+
+    name: str
+    probe: Callable[[FastAPI], tuple[bool, dict[str, Any]]]
+
+
+@dataclass
+class Readiness:
+    checks: list[ReadinessCheck] = field(default_factory=list)
+
+    def add(self, name: str, probe: Callable[[FastAPI], tuple[bool, dict[str, Any]]]) -> None:
+        self.checks.append(ReadinessCheck(name, probe))
+
+    def run(self, app: FastAPI) -> tuple[bool, dict[str, Any]]:
+        results: dict[str, Any] = {}
+        all_ready = True
+        for check in self.checks:
+            try:
+                ready, details = check.probe(app)
+            except Exception as exc:  # a probe that fails means not ready, never a 500
+                ready, details = False, {"error": f"{type(exc).__name__}: {exc}"}
+            results[check.name] = {"ready": ready, **details}
+            all_ready = all_ready and ready
+        return all_ready, results
+
+
+def _database_probe(app: FastAPI) -> tuple[bool, dict[str, Any]]:
+    with app.state.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        current = migrate.current_revision(connection)
+    head = migrate.head_revision()
+    return current == head, {"revision": current, "head": head}
+
+
+def wants_html(request: Request) -> bool:
+    if request.url.path.startswith("/v1/") or request.url.path in ("/healthz", "/readyz", "/metrics"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    """Render a console page with the context every page needs (user, CSRF token, version)."""
+    templates: Jinja2Templates = request.app.state.templates
+    principal = getattr(request.state, "principal", None)
+    context.setdefault("user", principal if principal is not None and principal.kind == "user" else None)
+    context["csrf_token"] = csrf_token(request)
+    context["version"] = seawall.__version__
+    response = templates.TemplateResponse(request, template, context, status_code=status_code)
+    persist_anon_cookie(request, response)
+    return response
+
+
+_ERROR_TITLES = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Too large",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Unavailable",
+}
+
+
+def _error_response(request: Request, status: int, detail: Any, headers: dict[str, str] | None = None) -> Response:
+    if wants_html(request):
+        return render(
+            request,
+            "error.html",
+            status_code=status,
+            status=status,
+            title=_ERROR_TITLES.get(status, "Error"),
+            detail=detail if isinstance(detail, str) else None,
+        )
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, _exc: LoginRequired) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={target}", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error_response(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if wants_html(request):
+            return _error_response(request, 422, "Some fields are missing or invalid.")
+        return JSONResponse({"detail": jsonable_errors(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(request, 500, "internal error; the request id in the logs identifies it")
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if engine is None:
+        if settings.effective_database_url.startswith("sqlite"):
+            settings.ensure_home()
+        engine = make_engine(settings.effective_database_url)
+    app = FastAPI(
+        title="Seawall",
+        version=seawall.__version__,
+        description="Hash, match, review, take down and report CSAM. Partner API under /v1.",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+    app.state.readiness = Readiness()
+    app.state.readiness.add("database", _database_probe)
+    metrics = Metrics()
+    app.state.metrics = metrics
+
+    _install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The process can serve: database reachable, schema current")
+    def readyz() -> JSONResponse:
+        ready, checks = app.state.readiness.run(app)
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    from seawall.auth.api import router as auth_router
+    from seawall.web.views import router as console_router
+
+    app.include_router(auth_router)
+    app.include_router(console_router)
+
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,240 @@
+"""Shared fixtures: reference data, databases (SQLite and PostgreSQL), a live server."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from seawall import migrate
+from seawall.config import Settings
+from seawall.db import make_engine, make_sessionmaker
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_data_dir() -> Path | None:
+    """Meta's PDQ/vPDQ reference data, read in place: $SEAWALL_REFERENCE_DATA or ../shared/data."""
+    configured = os.environ.get("SEAWALL_REFERENCE_DATA")
+    path = Path(configured) if configured else PROJECT_ROOT.parent / "shared" / "data"
+    return path if (path / "pdq").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def reference_data() -> Path:
+    path = reference_data_dir()
+    if path is None:
+        pytest.skip(
+            "reference data absent: set SEAWALL_REFERENCE_DATA or place Meta's PDQ/vPDQ data "
+            "in ../shared/data (CI always has it)"
+        )
+    return path
+
+
+# ---- databases -------------------------------------------------------------------------------
+# Every database test runs on SQLite and on PostgreSQL. PostgreSQL comes from
+# SEAWALL_TEST_DATABASE_URL (CI), or a throwaway cluster started from initdb/pg_ctl.
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _ThrowawayCluster:
+    """A PostgreSQL cluster in a temporary folder, run as an unprivileged user when we are root."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="seawall-pg-")
+        self.port = _free_port()
+        self.data = os.path.join(self.dir, "data")
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "nobody")
+            os.chmod(self.dir, 0o755)
+            self.as_user = ["runuser", "-u", "nobody", "--"]
+
+    @staticmethod
+    def binary(name: str) -> str | None:
+        found = shutil.which(name)
+        if found:
+            return found
+        candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+        return candidates[-1] if candidates else None
+
+    def start(self) -> str:
+        initdb, pg_ctl = self.binary("initdb"), self.binary("pg_ctl")
+        if not initdb or not pg_ctl:
+            raise RuntimeError("no initdb/pg_ctl binaries found")
+        subprocess.run(
+            [*self.as_user, initdb, "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off"
+        subprocess.run(
+            [*self.as_user, pg_ctl, "-D", self.data, "-o", options, "-l", os.path.join(self.dir, "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        pg_ctl = self.binary("pg_ctl")
+        if pg_ctl:
+            subprocess.run([*self.as_user, pg_ctl, "-D", self.data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """A URL to a PostgreSQL database whose user may create databases."""
+    configured = os.environ.get("SEAWALL_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    cluster = _ThrowawayCluster()
+    try:
+        url = cluster.start()
+    except Exception as exc:  # no binaries, no permission: skip, saying why (never in CI)
+        cluster.stop()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unavailable in CI: {exc}")
+        pytest.skip(f"PostgreSQL tests skipped: SEAWALL_TEST_DATABASE_URL unset and no throwaway cluster ({exc})")
+    yield url
+    cluster.stop()
+
+
+def _admin_engine(admin_url: str) -> Engine:
+    return make_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin_url: str) -> Iterator[str]:
+    """A migrated database that each test's database is cloned from."""
+    name = f"seawall_tmpl_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine(postgres_admin_url)
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url, poolclass=NullPool)
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "seawall.db"
+    engine = make_engine(f"sqlite+pysqlite:///{path}")
+    migrate.upgrade(engine)
+    with engine.connect() as c:
+        c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+def _sqlite_database(template: Path, folder: Path) -> str:
+    target = folder / "seawall.db"
+    shutil.copyfile(template, target)
+    return f"sqlite+pysqlite:///{target}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test, on each backend in turn."""
+    if request.param == "sqlite":
+        yield _sqlite_database(request.getfixturevalue("sqlite_template"), tmp_path)
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    template = request.getfixturevalue("postgres_template")
+    name = f"seawall_t_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine(admin_url)
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Session]:
+    with make_sessionmaker(engine)() as session:
+        yield session
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        secret_key="test-secret-key-not-for-production",
+        login_max_failures=3,
+        queue_immediate=True,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
+    from seawall.web.app import create_app
+
+    return create_app(settings, engine)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        yield c
+
+
+class LiveServer:
+    def __init__(self, url: str, app) -> None:  # type: ignore[no-untyped-def]
+        self.url = url
+        self.app = app
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+    """The app served by a real uvicorn on 127.0.0.1, in a thread."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("live server did not start")
+        time.sleep(0.02)
+    yield LiveServer(f"http://127.0.0.1:{port}", app)
+    server.should_exit = True
+    thread.join(timeout=10)
