@@ -217,7 +217,7 @@ def test_health_ready_metrics_openapi_and_error_pages(client: TestClient) -> Non
     metrics = client.get("/metrics").text
     assert 'seawall_http_requests_total{method="GET",route="/readyz",status="200"} 1.0' in metrics
     page = client.get("/nowhere", headers={"accept": "text/html"})
-    assert page.status_code == 404 and "<h1 id=\"error-title\">Not found</h1>" in page.text
+    assert page.status_code == 404 and '<h1 id="error-title">Not found</h1>' in page.text
     assert client.get("/nowhere").json() == {"detail": "Not Found"}
     rid = client.get("/healthz", headers={"x-request-id": "abc-123"})
     assert rid.headers["x-request-id"] == "abc-123"

@@ -14,7 +14,7 @@ from seawall.auth import service as auth_service
 from seawall.auth.permissions import SCOPES, Role, cli_principal
 from seawall.db import default_sessionmaker, transaction
 
-users_app = typer.Typer(help="Console accounts: create, list, disable.", no_args_is_help=True)
+users_app = typer.Typer(help="Console accounts: create, list, disable, reset passwords.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for machines: create, list, revoke.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log: verify, export.", no_args_is_help=True)
 out = Console()
@@ -80,6 +80,19 @@ def users_enable(name: str = typer.Argument(..., help="Username.")) -> None:
     except auth_service.NotFound as exc:
         raise _fail(str(exc)) from None
     err.print(f"enabled {name}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(name: str = typer.Argument(..., help="Username.")) -> None:
+    """Give a user a new generated password (printed once); this also ends a lock-out."""
+    password = auth_service.generate_password()
+    try:
+        with transaction(default_sessionmaker()) as session:
+            auth_service.set_password(session, cli_principal(), name, password)
+    except auth_service.NotFound as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"new password for [bold]{name}[/bold], shown once:")
+    print(password)
 
 
 @keys_app.command("create")

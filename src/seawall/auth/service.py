@@ -126,6 +126,9 @@ def set_password(session: Session, actor: Principal, username: str, password: st
         raise ValueError("a password is at least 10 characters")
     user = get_user(session, username)
     user.password_hash = _hasher.hash(password)
+    # A new password ends a lock-out; a disabled account stays disabled.
+    user.failed_logins = 0
+    user.locked_until = None
     audit.record(session, actor, "user.password", "user", user.id, {"username": username})
     return user
 

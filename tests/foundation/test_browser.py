@@ -1,0 +1,47 @@
+"""A real headless Chromium logs in through the console and reaches the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from seawall.auth import service as auth_service
+from seawall.auth.permissions import SYSTEM
+
+pytestmark = pytest.mark.browser
+
+
+def test_login_through_the_console_reaches_the_dashboard(live_server: Any, page: Any, db: Session) -> None:
+    from conftest import save_screenshot
+
+    auth_service.create_user(db, SYSTEM, username="analyst1", role="analyst", password="a long password 1")
+    db.commit()
+
+    page.goto(live_server.url + "/")
+    assert page.url.endswith("/login?next=/")
+    page.get_by_label("Username").fill("analyst1")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("alert").inner_text() == "Wrong username or password."
+
+    page.get_by_label("Password").fill("a long password 1")
+    page.keyboard.press("Enter")
+    page.wait_for_url(live_server.url + "/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Dashboard"
+    assert (
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").get_attribute("aria-current")
+        == "page"
+    )
+    shot = save_screenshot(page, "console-dashboard")
+    assert shot.stat().st_size > 5000
+
+    # Keyboard users land on the skip link first.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(live_server.url + "/login")
+    page.goto(live_server.url + "/")
+    assert "/login" in page.url
