@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         "0 3 * * *", description="When the worker verifies the audit chain (cron: m h dom mon dow)."
     )
 
+    # lists
+    false_positive_disable_threshold: int = Field(
+        3, description="False-positive opinions that move an entry to disabled pending review."
+    )
+
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest media file, in bytes, that is read.")

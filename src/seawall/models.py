@@ -2,5 +2,6 @@
 
 from seawall.auth import models as auth_models
 from seawall.db import Base
+from seawall.lists import models as lists_models
 
-__all__ = ["Base", "auth_models"]
+__all__ = ["Base", "auth_models", "lists_models"]

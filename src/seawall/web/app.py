@@ -178,9 +178,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from seawall.auth.api import router as auth_router
+    from seawall.lists.api import router as lists_router
     from seawall.web.views import router as console_router
 
     app.include_router(auth_router)
+    app.include_router(lists_router)
     app.include_router(console_router)
 
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)

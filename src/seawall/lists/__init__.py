@@ -1,0 +1,1 @@
+"""Hash, URL and keyword lists: entries with provenance and opinions, formats, exchanges, feeds."""

@@ -1,0 +1,618 @@
+"""Lists and their entries: create, add (streaming, idempotent), retire, opinions, changes since a revision.
+
+Every change to a list's entries bumps the list's revision by one per changed entry and writes a
+``ListChange`` row at that revision, in the same transaction: "what changed since revision R" is a
+range scan, which is what feeds, exchanges and the matchers' incremental indexes read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, cast, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from seawall.auth import audit
+from seawall.auth.permissions import Principal
+from seawall.db import utcnow
+from seawall.lists.models import Entry, HashList, ListChange, Opinion
+from seawall.lists.records import ENTRY_STATUSES, URL_LEVELS, EntryRecord, FormatError, ParsedLine
+
+LIST_KINDS = ("hash", "url", "keyword")
+VERDICTS = ("true_positive", "false_positive", "disputed")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
+MAX_KEYWORD_LENGTH = 500
+_INFERRED_BY_LENGTH = {32: "md5", 40: "sha1"}
+
+
+class ListError(ValueError):
+    """A refused list operation, with a message for the person."""
+
+
+class ListNotFound(LookupError):
+    pass
+
+
+class EntryNotFound(LookupError):
+    pass
+
+
+class InvalidEntries(ListError):
+    """An import stopped at a bad line; nothing of it was kept."""
+
+    def __init__(self, errors: list[FormatError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors[:5]))
+
+
+# ---- lists ---------------------------------------------------------------------------------
+
+
+def get_list(session: Session, name: str) -> HashList:
+    hash_list = session.scalar(select(HashList).where(HashList.name == name))
+    if hash_list is None:
+        raise ListNotFound(f"no list named {name!r}")
+    return hash_list
+
+
+def list_lists(session: Session, names: Iterable[str] | None = None) -> list[HashList]:
+    query = select(HashList).order_by(HashList.name)
+    if names is not None:
+        query = query.where(HashList.name.in_(list(names)))
+    return list(session.scalars(query))
+
+
+def create_list(
+    session: Session,
+    actor: Principal,
+    *,
+    name: str,
+    kind: str,
+    description: str = "",
+    source: str = "",
+    allowlist: bool = False,
+    enabled: bool = True,
+    thresholds: dict[str, int] | None = None,
+    dihedral: bool = True,
+) -> HashList:
+    if not _NAME.match(name):
+        raise ListError("a list name is 1-120 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if kind not in LIST_KINDS:
+        raise ListError(f"unknown list kind {kind!r}; kinds: {', '.join(LIST_KINDS)}")
+    if session.scalar(select(HashList.id).where(HashList.name == name)) is not None:
+        raise ListError(f"a list named {name!r} exists already")
+    hash_list = HashList(
+        name=name,
+        kind=kind,
+        description=description,
+        source=source,
+        allowlist=allowlist,
+        enabled=enabled,
+        thresholds=_validate_thresholds(thresholds or {}),
+        dihedral=dihedral,
+        created_by=actor.name,
+    )
+    session.add(hash_list)
+    session.flush()
+    audit.record(
+        session, actor, "list.create", "list", hash_list.id, {"name": name, "kind": kind, "allowlist": allowlist}
+    )
+    return hash_list
+
+
+def _validate_thresholds(thresholds: dict[str, int]) -> dict[str, int]:
+    from seawall.signals.base import get_signal_type
+
+    out: dict[str, int] = {}
+    for name, value in thresholds.items():
+        try:
+            signal_type = get_signal_type(name)
+        except KeyError:
+            raise ListError(f"threshold for unknown signal type {name!r}") from None
+        if signal_type.bits is None:
+            raise ListError(f"{name} is matched exactly; it takes no threshold")
+        if not isinstance(value, int) or not 0 <= value <= signal_type.bits:
+            raise ListError(f"{name} threshold must be a whole number from 0 to {signal_type.bits}")
+        out[name] = value
+    return out
+
+
+def update_list(
+    session: Session,
+    actor: Principal,
+    hash_list: HashList,
+    *,
+    enabled: bool | None = None,
+    description: str | None = None,
+    thresholds: dict[str, int] | None = None,
+    dihedral: bool | None = None,
+    allowlist: bool | None = None,
+) -> HashList:
+    """Change a list's settings; each is a list-level change that matchers pick up like entry changes."""
+    changed: dict[str, Any] = {}
+    if enabled is not None and enabled != hash_list.enabled:
+        hash_list.enabled = changed["enabled"] = enabled
+    if description is not None and description != hash_list.description:
+        hash_list.description = changed["description"] = description
+    if thresholds is not None:
+        merged = {**hash_list.thresholds, **_validate_thresholds(thresholds)}
+        if merged != hash_list.thresholds:
+            hash_list.thresholds = changed["thresholds"] = merged
+    if dihedral is not None and dihedral != hash_list.dihedral:
+        hash_list.dihedral = changed["dihedral"] = dihedral
+    if allowlist is not None and allowlist != hash_list.allowlist:
+        hash_list.allowlist = changed["allowlist"] = allowlist
+    if changed:
+        session.flush()
+        revision = _bump_revision(session, hash_list, 1)
+        session.add(ListChange(list_id=hash_list.id, revision=revision, op="list", details=changed, actor=actor.name))
+        audit.record(session, actor, "list.update", "list", hash_list.id, {"name": hash_list.name, **changed})
+    return hash_list
+
+
+def _bump_revision(session: Session, hash_list: HashList, count: int) -> int:
+    """Reserve ``count`` consecutive revisions; returns the first. The row lock serialises writers per list."""
+    new = session.execute(
+        update(HashList)
+        .where(HashList.id == hash_list.id)
+        .values(revision=HashList.revision + count)
+        .returning(HashList.revision)
+    ).scalar_one()
+    hash_list.revision = new
+    session.expire(hash_list, ["revision"])
+    return int(new) - count + 1
+
+
+# ---- entries -------------------------------------------------------------------------------
+
+
+def normalise_record(hash_list: HashList, record: EntryRecord) -> EntryRecord:
+    """The record with its value validated and normalised for this list's kind; ListError if invalid."""
+    if record.status not in ENTRY_STATUSES:
+        raise ListError(f"unknown status {record.status!r}; statuses: {', '.join(ENTRY_STATUSES)}")
+    labels = tuple(sorted({label.strip() for label in record.labels if label.strip()}))
+    value = (record.value or "").strip()
+    if not value:
+        raise ListError("empty value")
+    if hash_list.kind == "hash":
+        from seawall.signals.base import get_signal_type
+
+        name = (record.signal_type or "").strip().lower()
+        if not name:
+            name = _INFERRED_BY_LENGTH.get(len(value), "")
+            if not name:
+                raise ListError(
+                    f"cannot tell the signal type of a {len(value)}-character value "
+                    "(a SHA-256 and a PDQ hash are both 64 hex digits): give the signal type"
+                )
+        try:
+            signal_type = get_signal_type(name)
+        except KeyError:
+            raise ListError(f"unknown signal type {name!r}") from None
+        try:
+            value = signal_type.validate(value)
+        except ValueError as exc:
+            raise ListError(str(exc)) from None
+        return replace(record, signal_type=name, value=value, labels=labels, level=None)
+    if hash_list.kind == "url":
+        from seawall.lists.urls import normalize_url
+
+        level = record.level or "exact"
+        if level not in URL_LEVELS:
+            raise ListError(f"unknown URL level {level!r}; levels: {', '.join(URL_LEVELS)}")
+        try:
+            value = normalize_url(value)
+        except ValueError as exc:
+            raise ListError(str(exc)) from None
+        return replace(record, signal_type="url", value=value, labels=labels, level=level)
+    if len(value) > MAX_KEYWORD_LENGTH:
+        raise ListError(f"a keyword or pattern is at most {MAX_KEYWORD_LENGTH} characters")
+    if value.startswith("re:"):
+        try:
+            re.compile(value[3:])
+        except re.error as exc:
+            raise ListError(f"invalid pattern: {exc}") from None
+    return replace(record, signal_type="keyword", value=value, labels=labels, level=None)
+
+
+@dataclass
+class ImportResult:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    invalid: int = 0
+    errors: list[FormatError] = field(default_factory=list)  # the first few, when skipping
+    revision: int = 0
+
+    MAX_ERRORS = 20
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "invalid": self.invalid,
+            "errors": [str(e) for e in self.errors],
+            "revision": self.revision,
+        }
+
+
+_TRACKED_FIELDS = ("category", "labels", "source", "note", "status", "level")
+
+
+def _entry_fields(record: EntryRecord) -> dict[str, Any]:
+    return {
+        "category": record.category or None,
+        "labels": list(record.labels),
+        "source": record.source or "",
+        "note": record.note or "",
+        "status": record.status,
+        "level": record.level,
+    }
+
+
+def _chunks(items: Iterable[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:
+    batch: list[ParsedLine] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def add_entries(
+    session: Session,
+    actor: Principal,
+    hash_list: HashList,
+    lines: Iterable[ParsedLine | EntryRecord],
+    *,
+    skip_invalid: bool = False,
+    batch_size: int = 2000,
+    description: str = "",
+) -> ImportResult:
+    """Add or update entries from a stream, in batches, without holding the stream in memory.
+
+    Idempotent on (signal type, value, external id): the same record again changes nothing. A bad
+    record raises InvalidEntries (the caller rolls back, so nothing is imported) unless
+    ``skip_invalid``, which counts it and keeps the first errors.
+    """
+    result = ImportResult()
+    numbered = (
+        item if isinstance(item, ParsedLine) else ParsedLine(line=i, record=item) for i, item in enumerate(lines, 1)
+    )
+    for batch in _chunks(numbered, batch_size):
+        valid: dict[tuple[str, str, str], EntryRecord] = {}
+        for parsed in batch:
+            error = parsed.error
+            record: EntryRecord | None = None
+            if error is None and parsed.record is not None:
+                try:
+                    record = normalise_record(hash_list, parsed.record)
+                except ListError as exc:
+                    error = FormatError(parsed.line, str(exc))
+            if error is not None or record is None:
+                error = error or FormatError(parsed.line, "no record")
+                if not skip_invalid:
+                    raise InvalidEntries([error])
+                result.invalid += 1
+                if len(result.errors) < ImportResult.MAX_ERRORS:
+                    result.errors.append(error)
+                continue
+            valid[(record.signal_type, record.value, record.external_id or "")] = record
+        if valid:
+            _write_batch(session, actor, hash_list, valid, result)
+    if result.added or result.updated:
+        audit.record(
+            session,
+            actor,
+            "list.entries",
+            "list",
+            hash_list.id,
+            {"name": hash_list.name, "description": description, **result.as_dict(), "errors": len(result.errors)},
+        )
+    session.flush()
+    result.revision = int(session.scalar(select(HashList.revision).where(HashList.id == hash_list.id)) or 0)
+    return result
+
+
+def _write_batch(
+    session: Session,
+    actor: Principal,
+    hash_list: HashList,
+    records: dict[tuple[str, str, str], EntryRecord],
+    result: ImportResult,
+) -> None:
+    existing = {
+        (row.signal_type, row.value, row.external_id): row
+        for row in session.execute(
+            select(
+                Entry.id,
+                Entry.signal_type,
+                Entry.value,
+                Entry.external_id,
+                *(getattr(Entry, f) for f in _TRACKED_FIELDS),
+            ).where(
+                Entry.list_id == hash_list.id,
+                Entry.signal_type.in_({key[0] for key in records}),
+                Entry.value.in_({key[1] for key in records}),
+            )
+        )
+    }
+    new: list[tuple[tuple[str, str, str], EntryRecord]] = []
+    changed: list[tuple[int, dict[str, Any]]] = []
+    for key, record in records.items():
+        row = existing.get(key)
+        fields = _entry_fields(record)
+        if row is None:
+            new.append((key, record))
+            continue
+        diff = {f: fields[f] for f in _TRACKED_FIELDS if getattr(row, f) != fields[f]}
+        if diff:
+            changed.append((row.id, diff))
+        else:
+            result.unchanged += 1
+    count = len(new) + len(changed)
+    if not count:
+        return
+    first = _bump_revision(session, hash_list, count)
+    now = utcnow()
+    changes: list[dict[str, Any]] = []
+    if new:
+        rows = [
+            {
+                "list_id": hash_list.id,
+                "signal_type": key[0],
+                "value": key[1],
+                "external_id": key[2],
+                "added_at": now,
+                "added_by": actor.name,
+                "match_count": 0,
+                "disabled_until": None,
+                "revision": first + i,
+                **_entry_fields(record),
+            }
+            for i, (key, record) in enumerate(new)
+        ]
+        ids = session.scalars(insert(Entry).returning(Entry.id, sort_by_parameter_order=True), rows).all()
+        for i, entry_id in enumerate(ids):
+            changes.append(
+                {
+                    "list_id": hash_list.id,
+                    "revision": first + i,
+                    "entry_id": entry_id,
+                    "op": "add",
+                    "status": rows[i]["status"],
+                    "details": {},
+                    "changed_at": now,
+                    "actor": actor.name,
+                }
+            )
+        result.added += len(new)
+    for j, (entry_id, diff) in enumerate(changed, start=len(new)):
+        session.execute(update(Entry).where(Entry.id == entry_id).values(**diff, revision=first + j))
+        changes.append(
+            {
+                "list_id": hash_list.id,
+                "revision": first + j,
+                "entry_id": entry_id,
+                "op": "status" if set(diff) == {"status"} else "update",
+                "status": diff.get("status"),
+                "details": diff,
+                "changed_at": now,
+                "actor": actor.name,
+            }
+        )
+    result.updated += len(changed)
+    session.execute(insert(ListChange), changes)
+
+
+def find_entries(session: Session, hash_list: HashList, value: str, signal_type: str | None = None) -> list[Entry]:
+    """Entries of a list with this value (normalised as the list would store it)."""
+    probe = normalise_record(hash_list, EntryRecord(signal_type=signal_type or "", value=value))
+    query = select(Entry).where(Entry.list_id == hash_list.id, Entry.value == probe.value)
+    if hash_list.kind == "hash":
+        query = query.where(Entry.signal_type == probe.signal_type)
+    return list(session.scalars(query.order_by(Entry.id)))
+
+
+def get_entry(session: Session, hash_list: HashList, entry_id: int) -> Entry:
+    entry = session.get(Entry, entry_id)
+    if entry is None or entry.list_id != hash_list.id:
+        raise EntryNotFound(f"no entry {entry_id} in list {hash_list.name!r}")
+    return entry
+
+
+def set_status(
+    session: Session,
+    actor: Principal,
+    entries: Sequence[Entry],
+    status: str,
+    *,
+    reason: str = "",
+    disabled_until: datetime | None = None,
+) -> int:
+    """Move entries to a status (retire = ``retracted``); returns how many changed."""
+    if status not in ENTRY_STATUSES:
+        raise ListError(f"unknown status {status!r}; statuses: {', '.join(ENTRY_STATUSES)}")
+    todo = [e for e in entries if e.status != status or e.disabled_until != disabled_until]
+    if not todo:
+        return 0
+    by_list: dict[int, list[Entry]] = {}
+    for entry in todo:
+        by_list.setdefault(entry.list_id, []).append(entry)
+    now = utcnow()
+    for entries_of_list in by_list.values():
+        hash_list = entries_of_list[0].hash_list
+        first = _bump_revision(session, hash_list, len(entries_of_list))
+        for i, entry in enumerate(entries_of_list):
+            entry.status = status
+            entry.disabled_until = disabled_until
+            entry.revision = first + i
+            session.add(
+                ListChange(
+                    list_id=hash_list.id,
+                    revision=first + i,
+                    entry_id=entry.id,
+                    op="status",
+                    status=status,
+                    details={"reason": reason} if reason else {},
+                    changed_at=now,
+                    actor=actor.name,
+                )
+            )
+        audit.record(
+            session,
+            actor,
+            f"entry.{status}",
+            "list",
+            hash_list.id,
+            {"name": hash_list.name, "entries": [e.id for e in entries_of_list], "reason": reason},
+        )
+    session.flush()
+    return len(todo)
+
+
+def add_opinion(
+    session: Session,
+    actor: Principal,
+    entry: Entry,
+    verdict: str,
+    comment: str = "",
+    *,
+    false_positive_threshold: int = 3,
+) -> Opinion:
+    """Record a verdict; enough false positives disable an active entry pending review."""
+    if verdict not in VERDICTS:
+        raise ListError(f"unknown verdict {verdict!r}; verdicts: {', '.join(VERDICTS)}")
+    opinion = Opinion(entry_id=entry.id, verdict=verdict, actor=actor.name, comment=comment)
+    session.add(opinion)
+    session.flush()
+    audit.record(session, actor, "entry.opinion", "entry", entry.id, {"list": entry.hash_list.name, "verdict": verdict})
+    if verdict == "false_positive" and entry.status == "active":
+        false_positives = session.scalar(
+            select(func.count()).where(Opinion.entry_id == entry.id, Opinion.verdict == "false_positive")
+        )
+        if (false_positives or 0) >= false_positive_threshold:
+            set_status(
+                session,
+                actor,
+                [entry],
+                "disabled",
+                reason=f"{false_positives} false-positive opinions; pending review",
+            )
+    return opinion
+
+
+def opinions(session: Session, entry: Entry) -> list[Opinion]:
+    return list(session.scalars(select(Opinion).where(Opinion.entry_id == entry.id).order_by(Opinion.id)))
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    status: str | None = None
+    signal_type: str | None = None
+    category: str | None = None
+    label: str | None = None
+    value_prefix: str | None = None
+
+
+def iter_entries(
+    session: Session,
+    hash_list: HashList,
+    entry_filter: EntryFilter | None = None,
+    *,
+    after_id: int = 0,
+    limit: int | None = None,
+    batch: int = 5000,
+) -> Iterator[Entry]:
+    """Entries in id order (keyset pages, so a 10-million-entry export streams)."""
+    f = entry_filter or EntryFilter()
+    query = select(Entry).where(Entry.list_id == hash_list.id)
+    if f.status:
+        query = query.where(Entry.status == f.status)
+    if f.signal_type:
+        query = query.where(Entry.signal_type == f.signal_type)
+    if f.category:
+        query = query.where(Entry.category == f.category)
+    if f.label:
+        # Labels are a JSON list of strings; the quoted label is a portable containment test.
+        query = query.where(cast(Entry.labels, String).contains(f'"{f.label}"'))
+    if f.value_prefix:
+        query = query.where(Entry.value.startswith(f.value_prefix.strip().lower(), autoescape=True))
+    remaining = limit
+    last = after_id
+    while remaining is None or remaining > 0:
+        size = batch if remaining is None else min(batch, remaining)
+        rows = session.scalars(query.where(Entry.id > last).order_by(Entry.id).limit(size)).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id
+        if remaining is not None:
+            remaining -= len(rows)
+        if len(rows) < size:
+            return
+
+
+def entry_record(entry: Entry) -> EntryRecord:
+    return EntryRecord(
+        signal_type=entry.signal_type,
+        value=entry.value,
+        category=entry.category,
+        labels=tuple(entry.labels or ()),
+        source=entry.source or None,
+        external_id=entry.external_id or None,
+        note=entry.note or None,
+        status=entry.status,
+        level=entry.level,
+    )
+
+
+def count_entries(session: Session, hash_list: HashList) -> dict[str, int]:
+    rows = session.execute(
+        select(Entry.status, func.count()).where(Entry.list_id == hash_list.id).group_by(Entry.status)
+    ).all()
+    counts = {status: 0 for status in ENTRY_STATUSES}
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+@dataclass(frozen=True)
+class Change:
+    revision: int
+    op: str
+    changed_at: datetime
+    entry: Entry | None
+    status: str | None
+    details: dict[str, Any]
+
+
+def changes_since(session: Session, hash_list: HashList, since: int, limit: int = 1000) -> list[Change]:
+    """The changes after revision ``since``, oldest first, with each entry's current state."""
+    rows = session.execute(
+        select(ListChange, Entry)
+        .outerjoin(Entry, Entry.id == ListChange.entry_id)
+        .where(ListChange.list_id == hash_list.id, ListChange.revision > since)
+        .order_by(ListChange.revision)
+        .limit(limit)
+    ).all()
+    return [
+        Change(
+            revision=change.revision,
+            op=change.op,
+            changed_at=change.changed_at,
+            entry=entry,
+            status=change.status,
+            details=change.details,
+        )
+        for change, entry in rows
+    ]
