@@ -47,6 +47,15 @@ class Settings(BaseSettings):
         "0 3 * * *", description="When the worker verifies the audit chain (cron: m h dom mon dow)."
     )
 
+    # fetching URLs (capture, match by URL): SSRF-safe by default
+    fetch_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs a fetch may reach although private/loopback/link-local (e.g. a test server).",
+    )
+    fetch_max_bytes: int = Field(100 * 1024 * 1024, description="Largest response body a fetch reads.")
+    fetch_timeout_seconds: float = Field(20.0, description="Total time a fetch may take, redirects included.")
+    fetch_max_redirects: int = Field(5, description="Redirects a fetch follows, each re-checked.")
+
     # lists
     false_positive_disable_threshold: int = Field(
         3, description="False-positive opinions that move an entry to disabled pending review."
