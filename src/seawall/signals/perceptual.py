@@ -1,0 +1,72 @@
+"""PDQ (images) and vPDQ (videos) as registered signal types."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, ClassVar
+
+from seawall.media.errors import MediaError
+from seawall.signals.base import IMAGE, VIDEO, MediaItem, SignalType, validate_hex
+from seawall.signals.pdq import HASH_BITS, HASH_BYTES, pdq_dihedral_rgb, pdq_hash_rgb
+
+
+class PDQSignal(SignalType):
+    """Meta's PDQ, reference-exact. ``item.dihedral`` adds the 8 rotation/flip hashes."""
+
+    name = "pdq"
+    media: ClassVar[frozenset[str]] = frozenset({IMAGE})
+    bits = HASH_BITS
+    default_threshold = 31  # the threshold Meta recommends for PDQ
+
+    def compute(self, item: MediaItem) -> dict[str, Any]:
+        if item.media != IMAGE:
+            raise MediaError(item.name, f"pdq applies to images, not {item.media}")
+        pixels = item.pdq_pixels
+        if item.dihedral:
+            hashes, quality = pdq_dihedral_rgb(pixels)
+            return {"pdq": hashes[0].hex(), "pdq_quality": quality, "pdq_dihedral": [h.hex() for h in hashes]}
+        value, quality = pdq_hash_rgb(pixels)
+        return {"pdq": value.hex(), "pdq_quality": quality}
+
+    def validate(self, value: str) -> str:
+        return validate_hex(self.name, value, HASH_BYTES)
+
+
+class VPDQSignal(SignalType):
+    """vPDQ: per-frame PDQ of a video. A value here is one frame's PDQ hash; computation and
+    video comparison live in :mod:`seawall.signals.vpdq`."""
+
+    name = "vpdq"
+    media: ClassVar[frozenset[str]] = frozenset({VIDEO})
+    bits = HASH_BITS
+    default_threshold = 31
+
+    def compute(self, item: MediaItem) -> dict[str, Any]:
+        if item.media != VIDEO:
+            raise MediaError(item.name, f"vpdq applies to videos, not {item.media}")
+        try:
+            vpdq = importlib.import_module("seawall.signals.vpdq")
+        except ImportError as exc:
+            raise MediaError(item.name, f"vPDQ is not available: {exc}") from None
+        frames = vpdq.vpdq_hash_file(item.path, every_n_frames=item.every_n_frames)
+        return {"vpdq": [_frame_json(f) for f in frames]}
+
+    def validate(self, value: str) -> str:
+        return validate_hex(self.name, value, HASH_BYTES)
+
+
+def _frame_json(frame: Any) -> dict[str, Any]:
+    if isinstance(frame, dict):
+        get = frame.__getitem__
+    else:
+
+        def get(key: str) -> Any:
+            return getattr(frame, key)
+
+    pdq = get("pdq")
+    return {
+        "frame": int(get("frame")),
+        "quality": int(get("quality")),
+        "pdq": pdq.hex() if isinstance(pdq, bytes | bytearray) else str(pdq),
+        "timestamp": float(get("timestamp")),
+    }
