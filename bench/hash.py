@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from seawall.media.synthetic import benign_image
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("SEAWALL_REFERENCE_DATA", ROOT.parent / "shared" / "data"))
 
@@ -67,23 +69,13 @@ def _warm() -> None:
 
 
 def make_images(folder: Path, count: int) -> list[str]:
-    rng = np.random.default_rng(42)
     paths = []
     for i in range(count):
         mp = 1 + (11 * i) // max(count - 1, 1)  # 1 .. 12 megapixels
         w = int((mp * 1_000_000 * 4 / 3) ** 0.5)
         h = int(w * 3 / 4)
-        # Photo-like: smooth random fields at several scales (a broad spectrum, as photos have)
-        # plus light sensor-like noise.
-        rgb = np.zeros((h, w, 3), np.float32)
-        for cells, weight in ((6, 0.5), (24, 0.3), (96, 0.2)):
-            small = rng.integers(0, 256, (max(cells * 3 // 4, 2), cells, 3), dtype=np.uint8)
-            big = Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC)
-            rgb += weight * np.asarray(big, dtype=np.float32)
-        rgb += rng.normal(0, 2, (h, w, 1)).astype(np.float32)
-        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
         path = folder / f"bench-{i:02d}-{w}x{h}.jpg"
-        Image.fromarray(rgb).save(path, quality=90)
+        benign_image(42 + i, w, h).save(path, quality=90)
         paths.append(str(path))
     return paths
 

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(20.0, description="Total time a fetch may take, redirects included.")
     fetch_max_redirects: int = Field(5, description="Redirects a fetch follows, each re-checked.")
 
+    # matching
+    index_refresh_seconds: float = Field(0.5, description="How often a process applies list changes to its indexes.")
+    match_low_quality: bool = Field(False, description="Match PDQ hashes of quality below 50 too.")
+    vpdq_candidate_percent: float = Field(80.0, description="vPDQ: share of a listed video's frames that must match.")
+    vpdq_query_percent: float = Field(0.0, description="vPDQ: share of the uploaded video's frames that must match.")
+    quarantine_min_matches: int = Field(200, description="Matches in an hour before an entry can be quarantined.")
+    quarantine_factor: float = Field(20.0, description="Quarantine when the hour's matches exceed this many times the baseline.")
+    webhook_retry_base_seconds: float = Field(10.0, description="First webhook retry delay; doubles each attempt.")
+    webhook_timeout_seconds: float = Field(10.0, description="Time a webhook receiver has to answer.")
+
     # lists
     false_positive_disable_threshold: int = Field(
         3, description="False-positive opinions that move an entry to disabled pending review."

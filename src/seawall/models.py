@@ -3,5 +3,7 @@
 from seawall.auth import models as auth_models
 from seawall.db import Base
 from seawall.lists import models as lists_models
+from seawall.lists.exchanges import models as exchanges_models
+from seawall.matching import models as matching_models
 
-__all__ = ["Base", "auth_models", "lists_models"]
+__all__ = ["Base", "auth_models", "exchanges_models", "lists_models", "matching_models"]

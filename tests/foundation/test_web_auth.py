@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from seawall import migrate
 from seawall.auth import service as auth_service
 from seawall.auth.models import ApiKey, AuditEvent, ConsoleSession, User
 from seawall.auth.permissions import SYSTEM
@@ -211,7 +212,7 @@ def test_health_ready_metrics_openapi_and_error_pages(client: TestClient) -> Non
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["ready"] is True and ready.json()["checks"]["database"]["revision"] == "0001"
+    assert ready.json()["ready"] is True and ready.json()["checks"]["database"]["revision"] == migrate.head_revision()
     assert client.get("/openapi.json").json()["info"]["title"] == "Seawall"
     assert client.get("/docs").status_code == 200
     metrics = client.get("/metrics").text

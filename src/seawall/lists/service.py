@@ -199,13 +199,13 @@ def normalise_record(hash_list: HashList, record: EntryRecord) -> EntryRecord:
             raise ListError(str(exc)) from None
         return replace(record, signal_type=name, value=value, labels=labels, level=None)
     if hash_list.kind == "url":
-        from seawall.lists.urls import normalize_url
+        from seawall.lists.urls import normalize_entry
 
         level = record.level or "exact"
         if level not in URL_LEVELS:
             raise ListError(f"unknown URL level {level!r}; levels: {', '.join(URL_LEVELS)}")
         try:
-            value = normalize_url(value)
+            value = normalize_entry(value, level)
         except ValueError as exc:
             raise ListError(str(exc)) from None
         return replace(record, signal_type="url", value=value, labels=labels, level=level)

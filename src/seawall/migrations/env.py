@@ -9,9 +9,7 @@ from seawall.db import make_engine
 from seawall.models import Base
 
 config = context.config
-engine: Engine = config.attributes.get("engine") or make_engine(
-    config.get_main_option("sqlalchemy.url") or ""
-)
+engine: Engine = config.attributes.get("engine") or make_engine(config.get_main_option("sqlalchemy.url") or "")
 
 with engine.connect() as connection:
     context.configure(

@@ -56,17 +56,6 @@ class VPDQSignal(SignalType):
 
 
 def _frame_json(frame: Any) -> dict[str, Any]:
-    if isinstance(frame, dict):
-        get = frame.__getitem__
-    else:
-
-        def get(key: str) -> Any:
-            return getattr(frame, key)
-
-    pdq = get("pdq")
-    return {
-        "frame": int(get("frame")),
-        "quality": int(get("quality")),
-        "pdq": pdq.hex() if isinstance(pdq, bytes | bytearray) else str(pdq),
-        "timestamp": float(get("timestamp")),
-    }
+    """A frame as the JSON shape prints it (``VpdqFeature.to_dict``: timestamp to the millisecond)."""
+    result: dict[str, Any] = frame.to_dict()
+    return result

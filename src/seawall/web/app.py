@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import seawall
 from seawall import migrate
 from seawall.config import Settings, get_settings
 from seawall.db import make_engine, make_sessionmaker
+from seawall.matching.indexes import MatchIndexes
 from seawall.web.csrf import csrf_token, persist_anon_cookie
 from seawall.web.deps import LoginRequired
 from seawall.web.observability import Metrics, ObservabilityMiddleware
@@ -64,6 +67,19 @@ def _database_probe(app: FastAPI) -> tuple[bool, dict[str, Any]]:
         current = migrate.current_revision(connection)
     head = migrate.head_revision()
     return current == head, {"revision": current, "head": head}
+
+
+def _index_probe(app: FastAPI) -> tuple[bool, dict[str, Any]]:
+    indexes: MatchIndexes = app.state.match_indexes
+    with app.state.sessionmaker() as session:
+        lists = indexes.status(session)
+    age = time.monotonic() - indexes.last_refresh if indexes.last_refresh else None
+    # Ready once loaded and recently refreshed: a stale matcher would miss new entries.
+    ready = indexes.last_refresh > 0 and age is not None and age < 5 and indexes.last_error is None
+    details: dict[str, Any] = {"lists": lists, "seconds_since_refresh": round(age, 3) if age is not None else None}
+    if indexes.last_error:
+        details["error"] = indexes.last_error
+    return ready, details
 
 
 def wants_html(request: Request) -> bool:
@@ -144,7 +160,21 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         if settings.effective_database_url.startswith("sqlite"):
             settings.ensure_home()
         engine = make_engine(settings.effective_database_url)
+    sessions = make_sessionmaker(engine)
+    indexes = MatchIndexes(sessions, refresh_seconds=settings.index_refresh_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            indexes.start()
+        except Exception:  # a database that is not ready yet: /readyz says so, the thread retries
+            log.exception("could not load the match indexes at start-up")
+            indexes.start_background()
+        yield
+        indexes.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Seawall",
         version=seawall.__version__,
         description="Hash, match, review, take down and report CSAM. Partner API under /v1.",
@@ -154,10 +184,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = sessions
+    app.state.match_indexes = indexes
     app.state.templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
     app.state.readiness = Readiness()
     app.state.readiness.add("database", _database_probe)
+    app.state.readiness.add("indexes", _index_probe)
     metrics = Metrics()
     app.state.metrics = metrics
 
@@ -179,10 +211,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     from seawall.auth.api import router as auth_router
     from seawall.lists.api import router as lists_router
+    from seawall.matching.api import admin_router as matching_admin_router
+    from seawall.matching.api import router as matching_router
     from seawall.web.views import router as console_router
 
     app.include_router(auth_router)
     app.include_router(lists_router)
+    app.include_router(matching_router)
+    app.include_router(matching_admin_router)
     app.include_router(console_router)
 
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)

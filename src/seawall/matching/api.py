@@ -1,0 +1,324 @@
+"""Routes for matching (/v1/hash, /v1/match…), policies, webhooks and quarantine."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
+from fastapi import Query as QueryParam
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from seawall.auth.permissions import Principal
+from seawall.config import Settings
+from seawall.fetch import FetchError, SafeFetcher
+from seawall.matching import policies, service, webhooks
+from seawall.matching.indexes import MatchIndexes
+from seawall.matching.models import EntryQuarantine
+from seawall.matching.schemas import (
+    BatchItem,
+    BatchOut,
+    BatchRequest,
+    DeliveryOut,
+    MatchOut,
+    MatchRequest,
+    PolicyIn,
+    PolicyOut,
+    QuarantineOut,
+    SimpleMatches,
+    TextMatchIn,
+    UrlMatchIn,
+    WebhookCreated,
+    WebhookIn,
+    WebhookOut,
+)
+from seawall.media.errors import MediaError
+from seawall.signals.base import get_signal_type
+from seawall.web.deps import get_db, require
+
+router = APIRouter(prefix="/v1", tags=["matching"])
+admin_router = APIRouter(prefix="/v1", tags=["policies and webhooks"])
+_CHUNK = 1024 * 1024
+
+
+def _indexes(request: Request) -> MatchIndexes:
+    indexes: MatchIndexes = request.app.state.match_indexes
+    indexes.ensure_fresh()
+    return indexes
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@contextmanager
+def spooled_upload(upload: UploadFile, settings: Settings) -> Iterator[Path]:
+    """The upload as a temporary file, refused past the size limit; removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix="seawall-upload-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            size = 0
+            while chunk := upload.file.read(_CHUNK):
+                size += len(chunk)
+                if size > settings.max_file_bytes:
+                    raise HTTPException(413, f"upload is over the {settings.max_file_bytes}-byte limit")
+                out.write(chunk)
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def hash_path(path: Path, label: str) -> dict[str, Any]:
+    from seawall.signals.hashing import hash_file
+
+    try:
+        hashed = hash_file(path, dihedral=True)
+    except MediaError as exc:
+        raise HTTPException(422, f"{label}: {exc.reason}") from None
+    hashed["path"] = label
+    return hashed
+
+
+def _validated(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    signals: dict[str, list[str]] = {}
+    for signal_type, value in pairs:
+        try:
+            normalised = get_signal_type(signal_type).validate(value)
+        except KeyError:
+            raise HTTPException(422, f"unknown signal type {signal_type!r}") from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        signals.setdefault(signal_type, []).append(normalised)
+    return signals
+
+
+def _respond(outcome: service.MatchOutcome, signals: dict[str, Any] | None = None) -> MatchOut:
+    return MatchOut(**outcome.as_dict(), signals=signals)
+
+
+@router.post("/hash", summary="Signals of an uploaded file (the `seawall hash` shape)")
+def hash_upload(file: UploadFile, request: Request, _: Principal = Depends(require("hash"))) -> dict[str, Any]:
+    with spooled_upload(file, _settings(request)) as path:
+        return hash_path(path, file.filename or "upload")
+
+
+@router.post("/match", response_model=MatchOut, summary="Match an uploaded file, JSON signals, or a fetched URL")
+async def match(request: Request, principal: Principal = Depends(require("match"))) -> MatchOut:
+    from starlette.concurrency import run_in_threadpool
+
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) and not hasattr(upload, "file"):
+            raise HTTPException(422, "multipart requests carry the content in the field 'file'")
+        lists = [str(v) for v in form.getlist("lists")] or None
+        return await run_in_threadpool(_match_upload, request, principal, upload, lists)  # type: ignore[arg-type]
+    try:
+        body = MatchRequest.model_validate_json(await request.body())
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return await run_in_threadpool(_match_json, request, principal, body)
+
+
+def _match_upload(request: Request, principal: Principal, upload: UploadFile, lists: list[str] | None) -> MatchOut:
+    settings = _settings(request)
+    with spooled_upload(upload, settings) as path:
+        hashed = hash_path(path, upload.filename or "upload")
+    return _run(request, principal, service.Query.from_hash(hashed), lists, None, hashed)
+
+
+def _match_json(request: Request, principal: Principal, body: MatchRequest) -> MatchOut:
+    if body.url and not body.signals:
+        settings = _settings(request)
+        try:
+            fetched = SafeFetcher.from_settings(settings).fetch(body.url)
+        except FetchError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if fetched.status != 200:
+            raise HTTPException(422, f"fetching {body.url} answered HTTP {fetched.status}")
+        fd, name = tempfile.mkstemp(prefix="seawall-fetch-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(fetched.body)
+            hashed = hash_path(Path(name), fetched.url)
+        finally:
+            Path(name).unlink(missing_ok=True)
+        query = service.Query.from_hash(hashed)
+        query.url = body.url
+        return _run(request, principal, query, body.lists, body.include_low_quality, hashed)
+    query = service.Query(signals=_validated(body.signal_pairs()), url=body.url)
+    return _run(request, principal, query, body.lists, body.include_low_quality, None)
+
+
+def _run(
+    request: Request,
+    principal: Principal,
+    query: service.Query,
+    lists: list[str] | None,
+    include_low_quality: bool | None,
+    hashed: dict[str, Any] | None,
+) -> MatchOut:
+    with request.app.state.sessionmaker() as db:
+        outcome = service.match(
+            db,
+            _indexes(request),
+            query,
+            _settings(request),
+            principal,
+            lists=lists,
+            include_low_quality=include_low_quality,
+        )
+        db.commit()
+    return _respond(outcome, hashed)
+
+
+@router.get("/match", response_model=MatchOut, summary="Look up one hash")
+def match_one(
+    request: Request,
+    signal_type: str,
+    value: str,
+    lists: list[str] | None = QueryParam(None),
+    principal: Principal = Depends(require("match")),
+) -> MatchOut:
+    query = service.Query(signals=_validated([(signal_type, value)]))
+    return _run(request, principal, query, lists, None, None)
+
+
+@router.post("/match/batch", response_model=BatchOut, summary="Look up to 1000 hashes in one request")
+def match_batch(body: BatchRequest, request: Request, principal: Principal = Depends(require("match"))) -> BatchOut:
+    indexes, settings = _indexes(request), _settings(request)
+    results: list[BatchItem] = []
+    with request.app.state.sessionmaker() as db:
+        for item in body.signals:
+            try:
+                query = service.Query(signals=_validated([(item.signal_type, item.value)]))
+            except HTTPException as exc:
+                results.append(
+                    BatchItem(signal_type=item.signal_type, value=item.value, matches=[], actions=[], error=exc.detail)
+                )
+                continue
+            outcome = service.match(db, indexes, query, settings, principal, lists=body.lists)
+            results.append(
+                BatchItem(
+                    signal_type=item.signal_type,
+                    value=query.signals[item.signal_type][0],
+                    matches=outcome.matches,
+                    actions=outcome.decision.actions,
+                )
+            )
+        db.commit()
+    return BatchOut(results=results)
+
+
+@router.post("/match/url", response_model=SimpleMatches, summary="Match a URL against URL lists")
+def match_url(body: UrlMatchIn, request: Request, principal: Principal = Depends(require("match"))) -> SimpleMatches:
+    from seawall.lists.urls import normalize_url
+
+    try:
+        normalize_url(body.url)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    outcome = _run(request, principal, service.Query(url=body.url), body.lists, None, None)
+    keep = ("list", "entry_id", "value", "level", "category", "labels", "allowlist")
+    return SimpleMatches(matches=[{k: m.get(k) for k in keep} for m in outcome.matches])
+
+
+@router.post("/match/text", response_model=SimpleMatches, summary="Match text against keyword lists")
+def match_text(body: TextMatchIn, request: Request, principal: Principal = Depends(require("match"))) -> SimpleMatches:
+    outcome = _run(request, principal, service.Query(text=body.text), body.lists, None, None)
+    ordered = sorted(outcome.matches, key=lambda m: (m["start"], m["end"], m["entry_id"]))
+    keep = ("list", "entry_id", "term", "start", "end", "category", "labels")
+    return SimpleMatches(matches=[{k: m.get(k) for k in keep} for m in ordered])
+
+
+# ---- policies, webhooks, quarantine ------------------------------------------------------------
+
+
+@admin_router.get("/policies", response_model=list[PolicyOut], tags=["policies and webhooks"])
+def list_policies(db: Session = Depends(get_db), _: Principal = Depends(require("admin"))) -> list[PolicyOut]:
+    return [PolicyOut(**policies.policy_dict(p)) for p in policies.list_policies(db)]
+
+
+@admin_router.put("/policies/{name}", response_model=PolicyOut)
+def save_policy(
+    name: str, body: PolicyIn, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))
+) -> PolicyOut:
+    try:
+        policy = policies.upsert_policy(db, actor, name=name, **body.model_dump())
+    except policies.PolicyError as exc:
+        raise HTTPException(422, str(exc)) from None
+    db.commit()
+    return PolicyOut(**policies.policy_dict(policy))
+
+
+@admin_router.delete("/policies/{name}", status_code=204)
+def delete_policy(name: str, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))) -> None:
+    try:
+        policies.delete_policy(db, actor, name)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    db.commit()
+
+
+@admin_router.get("/webhooks", response_model=list[WebhookOut])
+def list_webhooks(db: Session = Depends(get_db), _: Principal = Depends(require("admin"))) -> list[WebhookOut]:
+    return [WebhookOut.model_validate(w) for w in webhooks.list_webhooks(db)]
+
+
+@admin_router.post("/webhooks", response_model=WebhookCreated, status_code=201)
+def create_webhook(
+    body: WebhookIn, request: Request, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))
+) -> WebhookCreated:
+    try:
+        hook, secret = webhooks.create_webhook(db, _settings(request), actor, **body.model_dump())
+    except webhooks.WebhookError as exc:
+        raise HTTPException(422, str(exc)) from None
+    db.commit()
+    return WebhookCreated(**WebhookOut.model_validate(hook).model_dump(), secret=secret)
+
+
+@admin_router.get("/webhooks/deliveries", response_model=list[DeliveryOut])
+def list_deliveries(
+    state: str | None = QueryParam(None, description="pending, delivered or dead (the dead-letter list)"),
+    limit: int = QueryParam(100, ge=1, le=1000),
+    db: Session = Depends(get_db),
+    _: Principal = Depends(require("admin")),
+) -> list[DeliveryOut]:
+    return [DeliveryOut.model_validate(d) for d in webhooks.deliveries(db, state, limit)]
+
+
+@admin_router.post("/webhooks/deliveries/{delivery_id}/redeliver", response_model=DeliveryOut)
+def redeliver(
+    delivery_id: int, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))
+) -> DeliveryOut:
+    try:
+        delivery = webhooks.redeliver(db, actor, delivery_id)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    db.commit()
+    db.refresh(delivery)
+    return DeliveryOut.model_validate(delivery)
+
+
+@admin_router.get("/quarantine", response_model=list[QuarantineOut])
+def list_quarantine(
+    db: Session = Depends(get_db), _: Principal = Depends(require("lists:read"))
+) -> list[QuarantineOut]:
+    rows = db.scalars(select(EntryQuarantine).where(EntryQuarantine.released_at.is_(None)))
+    return [QuarantineOut.model_validate(r) for r in rows]
+
+
+@admin_router.post("/quarantine/{entry_id}/release", status_code=204)
+def release(entry_id: int, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))) -> None:
+    try:
+        service.release_quarantine(db, actor, entry_id)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    db.commit()

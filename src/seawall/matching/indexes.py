@@ -1,0 +1,269 @@
+"""The matcher's in-memory indexes, one set per enabled list, kept current from the lists' change log.
+
+A process loads each list once (its active entries, after noting the list's revision) and from then
+on applies only the changes after its checkpoint: never a full rebuild, never a full reload.
+Applying a change is idempotent (an entry is replaced or removed by id), so a change that was
+already visible in the initial load does no harm when replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from seawall.index.hamming import HammingIndex
+from seawall.lists import service as lists_service
+from seawall.lists.keywords import KeywordMatcher
+from seawall.lists.models import Entry, HashList
+from seawall.lists.urls import UrlIndex
+
+log = logging.getLogger(__name__)
+_LOAD_BATCH = 50_000
+
+
+def _binary_bits(signal_type: str) -> int | None:
+    from seawall.signals.base import get_signal_type
+
+    try:
+        return get_signal_type(signal_type).bits
+    except KeyError:
+        return None
+
+
+@dataclass
+class ListIndex:
+    """Everything needed to match against one list."""
+
+    id: int
+    name: str
+    kind: str
+    enabled: bool
+    allowlist: bool
+    thresholds: dict[str, int]
+    dihedral: bool
+    checkpoint: int = 0
+    binary: dict[str, HammingIndex] = field(default_factory=dict)  # pdq, vpdq, binary plugin types
+    exact: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)  # md5, sha1, sha256, …
+    urls: UrlIndex | None = None
+    keyword_terms: dict[int, str] = field(default_factory=dict)
+    keywords: KeywordMatcher | None = None
+    vpdq_frames: dict[str, int] = field(default_factory=dict)  # external id -> its frame count
+
+    def threshold(self, signal_type: str) -> int:
+        from seawall.signals.base import get_signal_type
+
+        if signal_type in self.thresholds:
+            return self.thresholds[signal_type]
+        return get_signal_type(signal_type).default_threshold
+
+    def close(self) -> None:
+        for index in self.binary.values():
+            index.close()
+
+    # -- applying entries ------------------------------------------------------------------
+
+    def put(self, entry_id: int, signal_type: str, value: str, level: str | None, external_id: str) -> None:
+        self.drop(entry_id, signal_type, value, external_id)
+        if self.kind == "url":
+            if self.urls is None:
+                self.urls = UrlIndex()
+            self.urls.add(entry_id, value, level or "exact")
+        elif self.kind == "keyword":
+            self.keyword_terms[entry_id] = value
+            self.keywords = None  # rebuilt on next use
+        else:
+            bits = _binary_bits(signal_type)
+            if bits is not None:
+                index = self.binary.get(signal_type)
+                if index is None:
+                    index = self.binary[signal_type] = HammingIndex(bits)
+                code = np.frombuffer(bytes.fromhex(value), dtype=np.uint8).reshape(1, -1)
+                index.add(np.array([entry_id], dtype=np.int64), code)
+                if signal_type == "vpdq":
+                    self.vpdq_frames[external_id] = self.vpdq_frames.get(external_id, 0) + 1
+            else:
+                table = self.exact.setdefault(signal_type, {})
+                table[value] = (*table.get(value, ()), entry_id)
+
+    def drop(self, entry_id: int, signal_type: str, value: str, external_id: str) -> None:
+        if self.kind == "url":
+            if self.urls is not None:
+                self.urls.remove(entry_id)
+        elif self.kind == "keyword":
+            if self.keyword_terms.pop(entry_id, None) is not None:
+                self.keywords = None
+        elif signal_type in self.binary:
+            index = self.binary[signal_type]
+            before = len(index)
+            index.remove(np.array([entry_id], dtype=np.int64))
+            if signal_type == "vpdq" and len(index) < before:
+                self.vpdq_frames[external_id] = max(0, self.vpdq_frames.get(external_id, 1) - 1)
+        elif signal_type in self.exact:
+            table = self.exact[signal_type]
+            ids = tuple(i for i in table.get(value, ()) if i != entry_id)
+            if ids:
+                table[value] = ids
+            else:
+                table.pop(value, None)
+
+    def bulk_load_binary(self, signal_type: str, ids: list[int], values: list[str], external_ids: list[str]) -> None:
+        bits = _binary_bits(signal_type)
+        assert bits is not None
+        index = self.binary.get(signal_type)
+        if index is None:
+            index = self.binary[signal_type] = HammingIndex(bits)
+        codes = np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(len(values), bits // 8)
+        index.add(np.asarray(ids, dtype=np.int64), codes)
+        if signal_type == "vpdq":
+            for external_id in external_ids:
+                self.vpdq_frames[external_id] = self.vpdq_frames.get(external_id, 0) + 1
+
+    def keyword_matcher(self) -> KeywordMatcher:
+        matcher = self.keywords
+        if matcher is None:
+            matcher = self.keywords = KeywordMatcher(list(self.keyword_terms.items()))
+        return matcher
+
+
+class MatchIndexes:
+    """All lists' indexes for this process, refreshed incrementally from the database."""
+
+    def __init__(self, factory: sessionmaker[Session], *, refresh_seconds: float = 0.5) -> None:
+        self.factory = factory
+        self.refresh_seconds = refresh_seconds
+        self.lists: dict[int, ListIndex] = {}
+        self.last_refresh = 0.0
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_change: list[Callable[[ListIndex], None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load now, then keep refreshing in a background thread."""
+        self.refresh()
+        self.start_background()
+
+    def start_background(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="seawall-index-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for index in self.lists.values():
+            index.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.refresh()
+            except Exception as exc:  # keep serving the last good state; readiness shows the error
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("index refresh failed")
+
+    def ensure_fresh(self, max_age: float = 1.0) -> None:
+        """Refresh now if the background thread has fallen behind (or is not running)."""
+        if time.monotonic() - self.last_refresh > max_age:
+            self.refresh()
+
+    # -- refreshing ------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        with self._lock, self.factory() as session:
+            rows = session.execute(select(HashList)).scalars().all()
+            seen = set()
+            for row in rows:
+                seen.add(row.id)
+                current = self.lists.get(row.id)
+                if current is None:
+                    self.lists[row.id] = self._load(session, row)
+                    continue
+                current.name, current.enabled, current.allowlist = row.name, row.enabled, row.allowlist
+                current.thresholds, current.dihedral = dict(row.thresholds or {}), row.dihedral
+                if row.revision > current.checkpoint:
+                    self._catch_up(session, current, row.revision)
+            for gone in set(self.lists) - seen:
+                self.lists.pop(gone).close()
+            self.last_refresh = time.monotonic()
+            self.last_error = None
+
+    def _load(self, session: Session, row: HashList) -> ListIndex:
+        index = ListIndex(
+            id=row.id,
+            name=row.name,
+            kind=row.kind,
+            enabled=row.enabled,
+            allowlist=row.allowlist,
+            thresholds=dict(row.thresholds or {}),
+            dihedral=row.dihedral,
+        )
+        # Note the revision first: whatever commits after it is replayed by _catch_up.
+        revision = int(session.scalar(select(HashList.revision).where(HashList.id == row.id)) or 0)
+        last = 0
+        while True:
+            batch = session.execute(
+                select(Entry.id, Entry.signal_type, Entry.value, Entry.level, Entry.external_id)
+                .where(Entry.list_id == row.id, Entry.status == "active", Entry.id > last)
+                .order_by(Entry.id)
+                .limit(_LOAD_BATCH)
+            ).all()
+            if not batch:
+                break
+            last = batch[-1].id
+            binary: dict[str, tuple[list[int], list[str], list[str]]] = {}
+            for entry_id, signal_type, value, level, external_id in batch:
+                if row.kind == "hash" and _binary_bits(signal_type) is not None:
+                    ids, values, externals = binary.setdefault(signal_type, ([], [], []))
+                    ids.append(entry_id)
+                    values.append(value)
+                    externals.append(external_id)
+                else:
+                    index.put(entry_id, signal_type, value, level, external_id)
+            for signal_type, (ids, values, externals) in binary.items():
+                index.bulk_load_binary(signal_type, ids, values, externals)
+        index.checkpoint = revision
+        self._catch_up(session, index, revision)
+        log.info("loaded list %s: revision %s", row.name, index.checkpoint)
+        return index
+
+    def _catch_up(self, session: Session, index: ListIndex, target: int) -> None:
+        while True:
+            hl = session.get(HashList, index.id)
+            if hl is None:
+                return
+            changes = lists_service.changes_since(session, hl, index.checkpoint, limit=5000)
+            if not changes:
+                return
+            for change in changes:
+                entry = change.entry
+                if entry is not None:
+                    if entry.status == "active":
+                        index.put(entry.id, entry.signal_type, entry.value, entry.level, entry.external_id)
+                    else:
+                        index.drop(entry.id, entry.signal_type, entry.value, entry.external_id)
+                index.checkpoint = change.revision
+            for callback in self.on_change:
+                callback(index)
+            session.expunge_all()
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def status(self, session: Session) -> dict[str, Any]:
+        revisions = dict(session.execute(select(HashList.id, HashList.revision)).all())
+        out: dict[str, Any] = {}
+        for list_id, index in sorted(self.lists.items(), key=lambda kv: kv[1].name):
+            current = int(revisions.get(list_id, index.checkpoint))
+            out[index.name] = {"revision": index.checkpoint, "lag": max(0, current - index.checkpoint)}
+        return out

@@ -1,0 +1,136 @@
+"""Shapes of the matching API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SignalIn(BaseModel):
+    signal_type: str
+    value: str
+
+
+class MatchRequest(BaseModel):
+    """JSON form of POST /v1/match: signals to look up, or a URL whose content the server fetches."""
+
+    signals: list[SignalIn] | dict[str, str] | None = None
+    url: str | None = Field(
+        None, description="Fetched SSRF-safely, hashed and matched; also matched against URL lists."
+    )
+    lists: list[str] | None = Field(None, description="Only these lists (default: every enabled list).")
+    include_low_quality: bool | None = None
+
+    @model_validator(mode="after")
+    def one_source(self) -> MatchRequest:
+        if not self.signals and not self.url:
+            raise ValueError("give signals or a url (or upload a file as multipart field 'file')")
+        return self
+
+    def signal_pairs(self) -> list[tuple[str, str]]:
+        if self.signals is None:
+            return []
+        if isinstance(self.signals, dict):
+            return list(self.signals.items())
+        return [(s.signal_type, s.value) for s in self.signals]
+
+
+class BatchRequest(BaseModel):
+    signals: list[SignalIn] = Field(max_length=1000)
+    lists: list[str] | None = None
+
+
+class MatchOut(BaseModel):
+    match_id: str
+    matches: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    shadow_actions: list[dict[str, Any]] = []
+    allowlisted: bool = False
+    reasons: list[str] = []
+    signals: dict[str, Any] | None = None
+
+
+class BatchItem(BaseModel):
+    signal_type: str
+    value: str
+    matches: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    error: str | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchItem]
+
+
+class UrlMatchIn(BaseModel):
+    url: str
+    lists: list[str] | None = None
+
+
+class TextMatchIn(BaseModel):
+    text: str = Field(max_length=1_000_000)
+    lists: list[str] | None = None
+
+
+class SimpleMatches(BaseModel):
+    matches: list[dict[str, Any]]
+
+
+class PolicyIn(BaseModel):
+    conditions: dict[str, Any] = Field(default_factory=dict)
+    actions: list[dict[str, Any]]
+    position: int = 100
+    enabled: bool = True
+    shadow: bool = False
+    stop: bool = False
+    description: str = ""
+
+
+class PolicyOut(PolicyIn):
+    name: str
+
+
+class WebhookIn(BaseModel):
+    name: str
+    url: str
+    secret: str | None = Field(None, description="Generated when absent; returned once.")
+    max_attempts: int = 8
+
+
+class WebhookOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    url: str
+    enabled: bool
+    max_attempts: int
+    created_at: datetime
+
+
+class WebhookCreated(WebhookOut):
+    secret: str
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    webhook_id: int
+    match_id: str | None
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class QuarantineOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    entry_id: int
+    since: datetime
+    reason: str

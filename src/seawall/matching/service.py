@@ -1,0 +1,368 @@
+"""Matching: signals against every enabled list, then policy, then the match log, quarantine and webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from seawall.auth.permissions import Principal
+from seawall.config import Settings
+from seawall.db import utcnow
+from seawall.lists.models import Entry
+from seawall.matching import policies, webhooks
+from seawall.matching.indexes import ListIndex, MatchIndexes
+from seawall.matching.models import EntryMatchBucket, EntryQuarantine, MatchEvent
+from seawall.signals.pdq import DIHEDRAL_NAMES
+
+MIN_PDQ_QUALITY = 50
+
+
+@dataclass
+class Query:
+    """What is being matched: signal values by type, plus what hashing told about the content."""
+
+    signals: dict[str, list[str]] = field(default_factory=dict)  # e.g. {"md5": [..], "pdq": [..]}
+    media: str | None = None
+    pdq_quality: int | None = None
+    pdq_dihedral: list[str] | None = None  # the 8 variants, in DIHEDRAL_NAMES order
+    vpdq: list[dict[str, Any]] | None = None  # frames: {"frame", "quality", "pdq", "timestamp"}
+    url: str | None = None
+    text: str | None = None
+
+    @classmethod
+    def from_hash(cls, hashed: dict[str, Any]) -> Query:
+        """From the ``seawall hash`` object of one file."""
+        signals = {k: [hashed[k]] for k in ("md5", "sha1", "sha256", "pdq") if isinstance(hashed.get(k), str)}
+        return cls(
+            signals=signals,
+            media=hashed.get("media"),
+            pdq_quality=hashed.get("pdq_quality"),
+            pdq_dihedral=hashed.get("pdq_dihedral"),
+            vpdq=hashed.get("vpdq"),
+        )
+
+    def public_signals(self) -> dict[str, Any]:
+        """Signals for the match log: values only (vPDQ as a frame count), never content."""
+        out: dict[str, Any] = {k: v for k, v in self.signals.items()}
+        if self.pdq_quality is not None:
+            out["pdq_quality"] = self.pdq_quality
+        if self.vpdq is not None:
+            out["vpdq_frames"] = len(self.vpdq)
+        if self.url:
+            out["url"] = self.url
+        if self.text is not None:
+            out["text_length"] = len(self.text)
+        return out
+
+
+@dataclass(frozen=True)
+class Hit:
+    list_id: int
+    entry_id: int
+    signal_type: str
+    distance: int = 0
+    variant: str | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+def _pdq_codes(values: Sequence[str]) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(len(values), 32)
+
+
+def _search_binary(index: ListIndex, signal_type: str, values: list[str], variants: list[str] | None) -> list[Hit]:
+    hamming = index.binary.get(signal_type)
+    if hamming is None or not len(hamming):
+        return []
+    threshold = index.threshold(signal_type)
+    use_variants = signal_type == "pdq" and variants is not None and index.dihedral
+    queries = variants if use_variants and variants else values
+    names = list(DIHEDRAL_NAMES) if use_variants else [None] * len(queries)
+    best: dict[int, tuple[int, str | None]] = {}
+    for name, found in zip(names, hamming.search(_pdq_codes(queries), threshold), strict=True):
+        for entry_id, distance in found:
+            if entry_id not in best or distance < best[entry_id][0]:
+                best[int(entry_id)] = (int(distance), name)
+    return [Hit(index.id, e, signal_type, d, v) for e, (d, v) in best.items()]
+
+
+def _search_vpdq(session: Session, index: ListIndex, frames: list[dict[str, Any]], settings: Settings) -> list[Hit]:
+    """vPDQ as vPDQ defines it: unique good frames, per-frame threshold, both match percentages.
+
+    A listed video is its frames as entries sharing an external id; the index finds the frames
+    within the threshold, and the percentages are counted per listed video.
+    """
+    hamming = index.binary.get("vpdq")
+    if hamming is None or not len(hamming):
+        return []
+    unique = list(dict.fromkeys(f["pdq"] for f in frames if int(f["quality"]) >= MIN_PDQ_QUALITY))
+    if not unique:
+        return []
+    found = hamming.search(_pdq_codes(unique), index.threshold("vpdq"))
+    hit_ids = {int(e) for row in found for e, _ in row}
+    if not hit_ids:
+        return []
+    video_of = dict(session.execute(select(Entry.id, Entry.external_id).where(Entry.id.in_(hit_ids))).all())
+    per_video: dict[str, dict[str, Any]] = {}
+    for q, row in enumerate(found):
+        for entry_id, distance in row:
+            video = video_of.get(int(entry_id))
+            if video is None:
+                continue
+            state = per_video.setdefault(video, {"query": set(), "candidate": set(), "best": (999, 0)})
+            state["query"].add(q)
+            state["candidate"].add(int(entry_id))
+            state["best"] = min(state["best"], (int(distance), int(entry_id)))
+    hits = []
+    for video, state in per_video.items():
+        total = index.vpdq_frames.get(video, 0) or len(state["candidate"])
+        candidate_pct = 100.0 * len(state["candidate"]) / total
+        query_pct = 100.0 * len(state["query"]) / len(unique)
+        if candidate_pct >= settings.vpdq_candidate_percent and query_pct >= settings.vpdq_query_percent:
+            distance, entry_id = state["best"]
+            extra = (("query_match_percent", round(query_pct, 2)), ("candidate_match_percent", round(candidate_pct, 2)))
+            hits.append(Hit(index.id, entry_id, "vpdq", distance, None, extra))
+    return hits
+
+
+def find_hits(
+    session: Session,
+    indexes: MatchIndexes,
+    query: Query,
+    settings: Settings,
+    *,
+    lists: Iterable[str] | None = None,
+    principal: Principal | None = None,
+    include_low_quality: bool | None = None,
+) -> list[Hit]:
+    """Every entry of every enabled list (optionally only ``lists``) within its threshold of the query."""
+    wanted = set(lists) if lists is not None else None
+    low_ok = settings.match_low_quality if include_low_quality is None else include_low_quality
+    pdq_ok = low_ok or query.pdq_quality is None or query.pdq_quality >= MIN_PDQ_QUALITY
+    hits: list[Hit] = []
+    for index in list(indexes.lists.values()):
+        if not index.enabled or (wanted is not None and index.name not in wanted):
+            continue
+        if principal is not None and not principal.can_use_list(index.name):
+            continue
+        if index.kind == "hash":
+            for signal_type, values in query.signals.items():
+                if signal_type in index.binary:
+                    if signal_type == "pdq" and not pdq_ok:
+                        continue
+                    variants = query.pdq_dihedral if signal_type == "pdq" else None
+                    hits.extend(_search_binary(index, signal_type, values, variants))
+                elif signal_type in index.exact:
+                    table = index.exact[signal_type]
+                    for value in values:
+                        hits.extend(Hit(index.id, e, signal_type) for e in table.get(value.lower(), ()))
+            if query.vpdq:
+                hits.extend(_search_vpdq(session, index, query.vpdq, settings))
+        elif index.kind == "url" and query.url and index.urls is not None:
+            hits.extend(Hit(index.id, m.entry_id, "url", 0, m.level) for m in index.urls.match(query.url))
+        elif index.kind == "keyword" and query.text and index.keyword_terms:
+            for m in index.keyword_matcher().match(query.text):
+                hits.append(Hit(index.id, m.entry_id, "keyword", 0, None, (("start", m.start), ("end", m.end))))
+    return hits
+
+
+def describe_hits(session: Session, indexes: MatchIndexes, hits: list[Hit]) -> list[dict[str, Any]]:
+    """Hits as the API shows them, checked against the database (an entry retired a moment ago is dropped)."""
+    if not hits:
+        return []
+    rows = {
+        e.id: e
+        for e in session.scalars(
+            select(Entry).where(Entry.id.in_({h.entry_id for h in hits}), Entry.status == "active")
+        )
+    }
+    out = []
+    for hit in sorted(hits, key=lambda h: (h.distance, h.list_id, h.entry_id)):
+        entry = rows.get(hit.entry_id)
+        index = indexes.lists.get(hit.list_id)
+        if entry is None or index is None:
+            continue
+        item: dict[str, Any] = {
+            "list": index.name,
+            "entry_id": entry.id,
+            "value": entry.value,
+            "signal_type": hit.signal_type,
+            "distance": hit.distance,
+            "category": entry.category,
+            "labels": list(entry.labels or ()),
+            "source": entry.source or None,
+            "external_id": entry.external_id or None,
+            "allowlist": index.allowlist,
+        }
+        if hit.signal_type == "pdq":
+            item["variant"] = hit.variant or "original"
+        if hit.signal_type == "url":
+            item["level"] = hit.variant
+        if hit.signal_type == "keyword":
+            item["term"] = entry.value
+        item.update(dict(hit.extra))
+        out.append(item)
+    return out
+
+
+@dataclass
+class MatchOutcome:
+    match_id: str
+    matches: list[dict[str, Any]]
+    decision: policies.Decision
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "match_id": self.match_id,
+            "matches": self.matches,
+            "actions": self.decision.actions,
+            "shadow_actions": self.decision.shadow_actions,
+            "allowlisted": self.decision.allowlisted,
+            "reasons": self.decision.reasons,
+        }
+
+
+def quarantined(session: Session, entry_ids: Iterable[int]) -> set[int]:
+    ids = set(entry_ids)
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(EntryQuarantine.entry_id).where(
+                EntryQuarantine.entry_id.in_(ids), EntryQuarantine.released_at.is_(None)
+            )
+        )
+    )
+
+
+def match(
+    session: Session,
+    indexes: MatchIndexes,
+    query: Query,
+    settings: Settings,
+    principal: Principal,
+    *,
+    lists: Iterable[str] | None = None,
+    include_low_quality: bool | None = None,
+    record: bool = True,
+) -> MatchOutcome:
+    """Match, decide by policy, and (when something matched) record it, count it and deliver webhooks."""
+    hits = find_hits(
+        session, indexes, query, settings, lists=lists, principal=principal, include_low_quality=include_low_quality
+    )
+    matches = describe_hits(session, indexes, hits)
+    outcome = MatchOutcome(str(uuid.uuid4()), matches, policies.Decision())
+    if not matches:
+        return outcome
+    paused = quarantined(session, (m["entry_id"] for m in matches))
+    outcome.decision = policies.decide(policies.load_rules(session), matches, query.media, paused)
+    if record:
+        record_match(session, settings, principal, query, outcome)
+    return outcome
+
+
+def record_match(
+    session: Session, settings: Settings, principal: Principal, query: Query, outcome: MatchOutcome
+) -> MatchEvent:
+    event = MatchEvent(
+        match_id=outcome.match_id,
+        principal=f"{principal.kind}:{principal.name}",
+        media=query.media,
+        signals=query.public_signals(),
+        matches=outcome.matches,
+        actions=outcome.decision.actions,
+        shadow_actions=outcome.decision.shadow_actions,
+        reasons=outcome.decision.reasons,
+        allowlisted=outcome.decision.allowlisted,
+    )
+    session.add(event)
+    entry_ids = sorted({m["entry_id"] for m in outcome.matches})
+    session.execute(update(Entry).where(Entry.id.in_(entry_ids)).values(match_count=Entry.match_count + 1))
+    newly = count_and_quarantine(session, settings, entry_ids)
+    if newly:
+        outcome.decision.reasons.append(
+            f"entries {', '.join(map(str, newly))} quarantined: their match rate jumped far above baseline"
+        )
+    for action in outcome.decision.actions:
+        if action["type"] == "webhook":
+            webhooks.enqueue(session, action["target"], outcome.match_id, webhook_payload(query, outcome))
+    session.flush()
+    return event
+
+
+def webhook_payload(query: Query, outcome: MatchOutcome) -> dict[str, Any]:
+    return {
+        "event": "match",
+        "match_id": outcome.match_id,
+        "media": query.media,
+        "signals": query.public_signals(),
+        **{k: v for k, v in outcome.as_dict().items() if k != "match_id"},
+    }
+
+
+def count_and_quarantine(session: Session, settings: Settings, entry_ids: list[int]) -> list[int]:
+    """Count this hour's matches per entry; quarantine entries far above their weekly baseline."""
+    now = utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    dialect = session.get_bind().dialect.name
+    insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    for entry_id in entry_ids:
+        stmt = insert_fn(EntryMatchBucket).values(entry_id=entry_id, hour=hour, count=1)
+        session.execute(
+            stmt.on_conflict_do_update(index_elements=["entry_id", "hour"], set_={"count": EntryMatchBucket.count + 1})
+        )
+    week_ago = hour - timedelta(days=7)
+    current = dict(
+        session.execute(
+            select(EntryMatchBucket.entry_id, EntryMatchBucket.count).where(
+                EntryMatchBucket.entry_id.in_(entry_ids), EntryMatchBucket.hour == hour
+            )
+        ).all()
+    )
+    candidates = [e for e, n in current.items() if n >= settings.quarantine_min_matches]
+    if not candidates:
+        return []
+    baselines = dict(
+        session.execute(
+            select(EntryMatchBucket.entry_id, func.sum(EntryMatchBucket.count))
+            .where(
+                EntryMatchBucket.entry_id.in_(candidates),
+                EntryMatchBucket.hour >= week_ago,
+                EntryMatchBucket.hour < hour,
+            )
+            .group_by(EntryMatchBucket.entry_id)
+        ).all()
+    )
+    already = quarantined(session, candidates)
+    newly = []
+    for entry_id in candidates:
+        baseline = max(1.0, float(baselines.get(entry_id) or 0) / (7 * 24))
+        rate = current[entry_id]
+        if entry_id in already or rate < settings.quarantine_factor * baseline:
+            continue
+        reason = f"{rate} matches this hour against a baseline of {baseline:.1f}/hour"
+        existing = session.get(EntryQuarantine, entry_id)
+        if existing is None:
+            session.add(EntryQuarantine(entry_id=entry_id, since=now, reason=reason))
+        else:
+            existing.since, existing.reason, existing.released_at, existing.released_by = now, reason, None, None
+        newly.append(entry_id)
+    return newly
+
+
+def release_quarantine(session: Session, actor: Principal, entry_id: int) -> None:
+    from seawall.auth import audit
+
+    row = session.get(EntryQuarantine, entry_id)
+    if row is None or row.released_at is not None:
+        raise LookupError(f"entry {entry_id} is not quarantined")
+    row.released_at, row.released_by = utcnow(), actor.name
+    audit.record(session, actor, "entry.quarantine_release", "entry", entry_id, {"reason": row.reason})
