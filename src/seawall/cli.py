@@ -24,9 +24,15 @@ app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 
 # Each domain that has commands exposes ``register(app)`` in its ``cli`` module.
-DOMAIN_CLIS = ["seawall.auth.cli", "seawall.signals.cli", "seawall.lists.cli"]
+DOMAIN_CLIS = [
+    "seawall.auth.cli",
+    "seawall.signals.cli",
+    "seawall.lists.cli",
+    "seawall.lists.exchanges.cli",
+    "seawall.matching.cli",
+]
 # Each domain that seeds demo data exposes ``seed_demo(session, console) -> None`` in its ``demo`` module.
-DEMO_SEEDERS = ["seawall.auth.demo"]
+DEMO_SEEDERS = ["seawall.auth.demo", "seawall.matching.demo"]
 
 
 def _version(value: bool) -> None:

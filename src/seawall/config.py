@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     vpdq_candidate_percent: float = Field(80.0, description="vPDQ: share of a listed video's frames that must match.")
     vpdq_query_percent: float = Field(0.0, description="vPDQ: share of the uploaded video's frames that must match.")
     quarantine_min_matches: int = Field(200, description="Matches in an hour before an entry can be quarantined.")
-    quarantine_factor: float = Field(20.0, description="Quarantine when the hour's matches exceed this many times the baseline.")
+    quarantine_factor: float = Field(20.0, description="Quarantine at this many times the hourly baseline.")
     webhook_retry_base_seconds: float = Field(10.0, description="First webhook retry delay; doubles each attempt.")
     webhook_timeout_seconds: float = Field(10.0, description="Time a webhook receiver has to answer.")
 

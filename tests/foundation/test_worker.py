@@ -109,8 +109,8 @@ def test_nightly_audit_verification_is_scheduled(tmp_path: Path) -> None:
 
     at_three = huey.read_periodic(dt.datetime(2026, 11, 26, 3, 0))
     at_noon = huey.read_periodic(dt.datetime(2026, 11, 26, 12, 0))
-    assert [t.name for t in at_three] == ["audit.verify_chain"]
-    assert at_noon == []
+    assert "audit.verify_chain" in [t.name for t in at_three]
+    assert "audit.verify_chain" not in [t.name for t in at_noon]
 
 
 def test_queue_store_selection_and_cron_parsing(tmp_path: Path) -> None:

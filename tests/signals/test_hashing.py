@@ -120,3 +120,25 @@ def test_video_gets_crypto_and_vpdq_not_pdq(reference_data: Path) -> None:
     assert [f["frame"] for f in frames[:3]] == [0, 30, 60]
     assert frames[0]["pdq"] == "e6cf059c4c6696362cc9d6663cd9c263714169d98327399993363d9c3d9cc666"
     assert frames[0]["quality"] == 100 and frames[0]["timestamp"] == 0.0
+
+
+def test_animated_gif_gets_pdq_of_its_first_frame_and_vpdq_of_every_frame(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from seawall.media.synthetic import benign_image
+    from seawall.signals.pdq import pdq_hash_rgb
+
+    frames = [benign_image(300 + i, 160, 120, noise=0) for i in range(3)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    still = tmp_path / "still.gif"
+    frames[0].save(still)
+    out = hash_file(path)
+    assert out["media"] == "image"
+    assert out["pdq"] == hash_file(still)["pdq"]
+    assert [f["frame"] for f in out["vpdq"]] == [0, 1, 2]
+    with Image.open(path) as gif:
+        gif.seek(1)
+        second = np.asarray(gif.convert("RGB"))
+    assert out["vpdq"][1]["pdq"] == pdq_hash_rgb(second)[0].hex()
+    assert "vpdq" not in hash_file(still)

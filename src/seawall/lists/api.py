@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from typing import BinaryIO, cast
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
@@ -292,7 +293,7 @@ def export(
     # Spooled: small lists stay in memory, large ones go to a temporary file, never the whole list in RAM.
     spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 (closed by chunks())
     records = (service.entry_record(e) for e in service.iter_entries(db, hash_list, service.EntryFilter(status=status)))
-    list_format.write(records, spool)
+    list_format.write(records, cast(BinaryIO, spool))
     spool.seek(0)
 
     def chunks() -> Iterator[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -138,4 +139,4 @@ class Feed(BaseModel):
     next_since: int = Field(description="Ask again with ?since= this value.")
     revision: int = Field(description="The list's current revision.")
     more: bool
-    changes: list[FeedChange]
+    changes: builtins.list[FeedChange]  # builtins: the field 'list' shadows the type here

@@ -92,6 +92,10 @@ class SignalType(ABC):
     def applies_to(self, media: str) -> bool:
         return BYTES in self.media or media in self.media
 
+    def applies_to_item(self, item: MediaItem) -> bool:
+        """Whether this file gets this signal; a type may look closer than the media kind."""
+        return self.applies_to(item.media)
+
     @abstractmethod
     def compute(self, item: MediaItem) -> dict[str, Any]:
         """JSON fields for this signal of one file, e.g. ``{"pdq": hex, "pdq_quality": 100}``.

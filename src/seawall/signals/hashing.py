@@ -77,7 +77,7 @@ def hash_file(
         file_digests(item, crypto)  # one read for all requested digests
     for name in names:
         st = get_signal_type(name)
-        if st.applies_to(media):
+        if st.applies_to_item(item):
             out.update(st.compute(item))
     return out
 

@@ -41,9 +41,17 @@ class VPDQSignal(SignalType):
     bits = HASH_BITS
     default_threshold = 31
 
+    def applies_to_item(self, item: MediaItem) -> bool:
+        # Animated GIF/WEBP: the first frame gets PDQ, all frames get vPDQ.
+        if item.media == IMAGE:
+            from seawall.media.video import is_animated_image
+
+            return is_animated_image(item.path)
+        return super().applies_to_item(item)
+
     def compute(self, item: MediaItem) -> dict[str, Any]:
-        if item.media != VIDEO:
-            raise MediaError(item.name, f"vpdq applies to videos, not {item.media}")
+        if not self.applies_to_item(item):
+            raise MediaError(item.name, f"vpdq applies to videos and animated images, not {item.media}")
         try:
             vpdq = importlib.import_module("seawall.signals.vpdq")
         except ImportError as exc:

@@ -1,6 +1,6 @@
 """matching
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-26 10:24:26.561430
 """
@@ -12,8 +12,7 @@ from alembic import op
 
 import seawall.db
 
-
-revision: str = "0004"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

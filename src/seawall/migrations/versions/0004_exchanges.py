@@ -1,7 +1,7 @@
 """exchanges
 
-Revision ID: 0003
-Revises: 0004 (see down_revision)
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26 10:40:00.000000
 """
 
@@ -12,10 +12,8 @@ from alembic import op
 
 import seawall.db
 
-revision: str = "0003"
-# Planned as 0002 -> 0003 -> 0004; 0004 (matching) already revises 0002, so until it is rebased this
-# revises 0004 to keep a single head. Only the exchanges table is created either way.
-down_revision: str | None = "0004"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -42,9 +40,7 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(length=200), nullable=False),
         sa.Column("created_at", seawall.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=120), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["list_id"], ["lists.id"], name=op.f("fk_exchanges_list_id_lists"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["list_id"], ["lists.id"], name=op.f("fk_exchanges_list_id_lists"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_exchanges")),
         sa.UniqueConstraint("name", name=op.f("uq_exchanges_name")),
     )

@@ -1,0 +1,238 @@
+"""API benchmark: a real `seawall serve` on loopback with a large hash list, loaded by wrk.
+
+Measures single-hash lookups (GET /v1/match), batch lookups (POST /v1/match/batch) and file-upload
+matching (POST /v1/match, multipart), and prints each against the same server's /healthz
+throughput measured in the same run (the floor of the stack: routing, middleware, uvicorn).
+Goal on 2 cores: >= 2,000 single lookups/s with p99 < 25 ms at 1M entries.
+
+    .venv/bin/python bench/api.py [--entries 1000000] [--seconds 10] [--connections 32] [--workers 2]
+
+Needs wrk (Debian package `wrk`); everything runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SEAWALL = str(Path(sys.executable).with_name("seawall"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seed(entries: int, env: dict[str, str]) -> tuple[str, list[str], list[bytes]]:
+    """Create the list (random PDQ codes plus a few benign pictures) and a partner key."""
+    code = f"""
+import json, io, numpy as np, sys
+from seawall.db import default_sessionmaker, transaction
+from seawall.auth import service as auth_service
+from seawall.auth.permissions import SYSTEM
+from seawall.lists import service as lists_service
+from seawall.lists.records import EntryRecord
+from seawall.media.synthetic import benign_image
+from seawall.signals.hashing import hash_file
+import tempfile, pathlib
+rng = np.random.default_rng(7)
+factory = default_sessionmaker()
+pictures = []
+with transaction(factory) as s:
+    hl = lists_service.create_list(s, SYSTEM, name="bench", kind="hash")
+    key = auth_service.create_api_key(s, SYSTEM, name="bench", scopes=["match"]).secret
+    folder = pathlib.Path(tempfile.mkdtemp())
+    records = []
+    for i in range(8):
+        p = folder / f"p{{i}}.jpg"; benign_image(900 + i, 1024, 768).save(p, quality=88)
+        records.append(EntryRecord("pdq", hash_file(p)["pdq"])); pictures.append(str(p))
+    lists_service.add_entries(s, SYSTEM, hl, records)
+remaining = {entries}
+while remaining > 0:
+    n = min(200_000, remaining)
+    codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    with transaction(factory) as s:
+        hl = lists_service.get_list(s, "bench")
+        records = (EntryRecord("pdq", c.tobytes().hex()) for c in codes)
+        lists_service.add_entries(s, SYSTEM, hl, records, batch_size=20_000)
+    if remaining == {entries}:
+        planted = [c.tobytes().hex() for c in codes[:250]]
+    remaining -= n
+    print(f"seeded {{ {entries} - remaining }}", file=sys.stderr, flush=True)
+print(json.dumps({{"key": key, "pictures": pictures, "planted": planted}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(done.stderr)
+    import json
+
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    pictures = [Path(p).read_bytes() for p in data["pictures"]]
+    # Queries: half near copies of listed codes (distance 0-31, all must match), half random.
+    rng = np.random.default_rng(11)
+    queries = []
+    for i, planted in enumerate(data["planted"]):
+        code = np.frombuffer(bytes.fromhex(planted), dtype=np.uint8).copy()
+        bits = np.unpackbits(code)
+        flip = rng.choice(256, size=i % 32, replace=False)
+        bits[flip] ^= 1
+        queries.append(np.packbits(bits).tobytes().hex())
+        queries.append(secrets.token_hex(32))
+    return data["key"], queries, pictures
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> dict[str, float]:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        args += ["-s", script]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(label: str) -> float:
+        m = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return float("nan")
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": float(errors.group(1)) if errors else 0.0}
+
+
+def lua_get(path: str, key: str, queries: list[str]) -> str:
+    values = ",".join(f'"{q}"' for q in queries)
+    return f"""
+local values = {{{values}}}
+local i = 0
+wrk.headers["Authorization"] = "Bearer {key}"
+request = function()
+  i = i + 1
+  return wrk.format("GET", "{path}" .. values[(i % #values) + 1])
+end
+"""
+
+
+def lua_batch(key: str, queries: list[str], size: int) -> str:
+    import json
+
+    body = json.dumps({"signals": [{"signal_type": "pdq", "value": q} for q in queries[:size]]})
+    return f"""
+wrk.method = "POST"
+wrk.body = {json.dumps(body)}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+"""
+
+
+def uploads(base: str, key: str, pictures: list[bytes], seconds: float, threads: int) -> dict[str, float]:
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+
+    def worker(n: int) -> None:
+        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
+            i = n
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                r = client.post(
+                    "/v1/match", files={"file": ("p.jpg", io.BytesIO(pictures[i % len(pictures)]), "image/jpeg")}
+                )
+                r.raise_for_status()
+                latencies.append((time.perf_counter() - started) * 1000)
+                i += 1
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50": statistics.median(latencies),
+        "p99": latencies[int(0.99 * (len(latencies) - 1))],
+        "errors": 0.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench/api.py needs wrk: apt-get install wrk")
+    home = Path(tempfile.mkdtemp(prefix="seawall-bench-api-"))
+    env = {**os.environ, "SEAWALL_HOME": str(home), "SEAWALL_LOG_LEVEL": "WARNING", "SEAWALL_LOG_JSON": "true"}
+    env.pop("SEAWALL_DATABASE_URL", None)
+    subprocess.run([SEAWALL, "db", "upgrade"], env=env, check=True, capture_output=True)
+    t0 = time.monotonic()
+    key, queries, pictures = seed(args.entries, env)
+    print(f"seeded {args.entries:,} PDQ entries in {time.monotonic() - t0:.0f} s")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [SEAWALL, "serve", "--port", str(port), "--workers", str(args.workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                if httpx.get(base + "/readyz", timeout=2).json().get("ready"):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - t0 > 600 or server.poll() is not None:
+                sys.exit("server did not become ready")
+            time.sleep(0.5)
+        print(f"server ready (indexes loaded) in {time.monotonic() - t0:.1f} s, {args.workers} worker processes")
+        scripts = Path(tempfile.mkdtemp())
+        (scripts / "get.lua").write_text(lua_get("/v1/match?signal_type=pdq&value=", key, queries))
+        (scripts / "batch.lua").write_text(lua_batch(key, queries, 100))
+        wrk(base + "/healthz", 3, args.connections)  # warm-up
+        healthz = wrk(base + "/healthz", args.seconds, args.connections)
+        single = wrk(base + "/", args.seconds, args.connections, str(scripts / "get.lua"))
+        batch = wrk(base + "/v1/match/batch", args.seconds, args.connections // 4 or 1, str(scripts / "batch.lua"))
+        upload = uploads(base, key, pictures, args.seconds, 4)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        shutil.rmtree(home, ignore_errors=True)
+    print()
+    print(f"{'':28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}{'vs /healthz':>13}")
+    rows = [
+        ("/healthz (baseline)", healthz),
+        ("single lookup GET /v1/match", single),
+        ("batch of 100 /v1/match/batch", batch),
+        ("upload POST /v1/match", upload),
+    ]
+    for label, r in rows:
+        ratio = r["rps"] / healthz["rps"]
+        print(f"{label:28}{r['rps']:>10.0f}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['errors']:>9.0f}{ratio:>12.2f}x")
+    print(f"\nbatch: {batch['rps'] * 100:,.0f} hashes/s")
+    goal = single["rps"] >= 2000 and single["p99"] < 25
+    print(f"goal (>= 2,000 single lookups/s, p99 < 25 ms at {args.entries:,} entries): {'met' if goal else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The ``seawall`` exchange: follow another Seawall instance's list feed (hotlines and platforms federating).
+
+The checkpoint is the source list's revision. Each feed page becomes one batch: adds, updates and
+status changes (retractions included) are mirrored as the entry stands at the source. Opinions on
+mirrored entries go back to the source's opinions endpoint, the entry found by value and external id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr
+
+from seawall.lists.exchanges.base import (
+    Batch,
+    ExchangeConfig,
+    ExchangeError,
+    ExchangeType,
+    FeedbackItem,
+    FeedbackOutcome,
+)
+from seawall.lists.records import EntryRecord
+
+
+class SeawallFeedConfig(ExchangeConfig):
+    base_url: str  # e.g. https://hotline.example.org
+    list: str  # the list's name at the source
+    api_key: SecretStr  # a key with lists:read on that list (lists:write too, to send opinions)
+    page_size: int = 1000
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:200]
+
+
+class SeawallFeedExchange(ExchangeType):
+    name = "seawall"
+    description = "Another Seawall instance's list feed (/v1/lists/{name}/feed), with opinions sent back."
+    Config = SeawallFeedConfig
+    supports_feedback = True
+
+    @property
+    def cfg(self) -> SeawallFeedConfig:
+        assert isinstance(self.config, SeawallFeedConfig)
+        return self.config
+
+    def _url(self, path: str) -> str:
+        return f"{self.cfg.base_url.rstrip('/')}/v1/lists/{quote(self.cfg.list, safe='')}{path}"
+
+    def _headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.cfg.api_key.get_secret_value()}", "accept": "application/json"}
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.get(self._url(path), params=params, headers=self._headers())
+        if response.status_code != 200:
+            raise ExchangeError(f"GET {path} answered {response.status_code}: {_detail(response)}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise ExchangeError(f"GET {path} answered something other than JSON") from None
+        if not isinstance(body, dict):
+            raise ExchangeError(f"GET {path} answered an unexpected shape")
+        return body
+
+    def fetch(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
+        since = int((checkpoint or {}).get("revision", 0))
+        while True:
+            page = self._get("/feed", {"since": since, "limit": self.cfg.page_size})
+            try:
+                changes = page["changes"]
+                next_since = int(page["next_since"])
+                more = bool(page["more"])
+                records = {}
+                for change in changes:
+                    entry = change.get("entry")
+                    if change.get("op") == "list" or not entry:
+                        continue
+                    record = EntryRecord(
+                        signal_type=entry["signal_type"],
+                        value=entry["value"],
+                        category=entry.get("category"),
+                        labels=tuple(entry.get("labels") or ()),
+                        external_id=entry.get("external_id") or None,
+                        note=entry.get("note") or None,
+                        status=entry.get("status", "active"),
+                        level=entry.get("level"),
+                    )
+                    # The feed shows each entry as it stands now: the last change of an entry wins.
+                    records[(record.signal_type, record.value, record.external_id)] = record
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ExchangeError(f"malformed feed page after revision {since}: {exc!r}") from None
+            if next_since < since:
+                raise ExchangeError(f"the feed went backwards ({next_since} after {since})")
+            yield Batch(upserts=list(records.values()), checkpoint={"revision": next_since})
+            since = next_since
+            if not more or not changes:
+                return
+
+    def _find_remote(self, item: FeedbackItem) -> int | None:
+        page = self._get("/entries", {"value_prefix": item.value, "signal_type": item.signal_type, "limit": 1000})
+        for entry in page.get("entries", []):
+            if entry.get("value") == item.value and (entry.get("external_id") or "") == item.external_id:
+                return int(entry["id"])
+        return None
+
+    def send_feedback(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
+        outcome: FeedbackOutcome = {}
+        for item in items:
+            remote_id = self._find_remote(item)
+            if remote_id is None:
+                outcome[item.opinion_id] = "skipped"  # gone at the source: nobody to tell
+                continue
+            response = self.client.post(
+                self._url(f"/entries/{remote_id}/opinions"),
+                json={"verdict": item.verdict, "comment": item.comment},
+                headers=self._headers(),
+            )
+            if response.status_code not in (200, 201):
+                # Stop here: what was sent so far is reported, the rest stays pending.
+                if outcome:
+                    return outcome
+                raise ExchangeError(f"POST opinion answered {response.status_code}: {_detail(response)}")
+            outcome[item.opinion_id] = "sent"
+        return outcome
