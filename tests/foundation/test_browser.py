@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from seawall.auth import service as auth_service
 from seawall.auth.permissions import SYSTEM
+from seawall.lists import service as lists_service
+from seawall.lists.records import EntryRecord
 
 pytestmark = pytest.mark.browser
 
@@ -17,6 +19,8 @@ def test_login_through_the_console_reaches_the_dashboard(live_server: Any, page:
     from conftest import save_screenshot
 
     auth_service.create_user(db, SYSTEM, username="analyst1", role="analyst", password="a long password 1")
+    known = lists_service.create_list(db, SYSTEM, name="known", kind="hash", description="Benign stand-ins")
+    lists_service.add_entries(db, SYSTEM, known, [EntryRecord("md5", f"{i:032x}", category="B") for i in range(3)])
     db.commit()
 
     page.goto(live_server.url + "/")
@@ -40,6 +44,13 @@ def test_login_through_the_console_reaches_the_dashboard(live_server: Any, page:
     # Keyboard users land on the skip link first.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+    page.get_by_role("link", name="Lists").click()
+    page.wait_for_url(live_server.url + "/lists")
+    page.get_by_role("link", name="known").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "known"
+    assert page.locator("code.value").count() == 3
+    save_screenshot(page, "console-list")
 
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(live_server.url + "/login")

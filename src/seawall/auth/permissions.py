@@ -27,15 +27,16 @@ SCOPES: dict[str, str] = {
     "reveal": "reveal blurred media",
     "audit:read": "read and verify the audit log",
     "admin": "manage users, API keys and settings",
+    "console": "use the analyst console",
 }
 
-_ANALYST = {"match", "hash", "lists:read", "reports:read", "reports:write", "review", "reveal"}
+_ANALYST = {"console", "match", "hash", "lists:read", "reports:read", "reports:write", "review", "reveal"}
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(SCOPES),
     Role.senior_analyst: frozenset(_ANALYST | {"lists:write", "qa"}),
     Role.analyst: frozenset(_ANALYST),
-    Role.auditor: frozenset({"audit:read", "lists:read", "reports:read"}),
+    Role.auditor: frozenset({"console", "audit:read", "lists:read", "reports:read"}),
     Role.partner: frozenset({"match", "hash", "lists:read"}),
 }
 

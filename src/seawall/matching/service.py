@@ -366,3 +366,18 @@ def release_quarantine(session: Session, actor: Principal, entry_id: int) -> Non
         raise LookupError(f"entry {entry_id} is not quarantined")
     row.released_at, row.released_by = utcnow(), actor.name
     audit.record(session, actor, "entry.quarantine_release", "entry", entry_id, {"reason": row.reason})
+
+
+def overview(session: Session) -> dict[str, int]:
+    """The dashboard's figures."""
+    from seawall.lists.models import HashList
+    from seawall.matching.models import WebhookDelivery
+
+    since = utcnow() - timedelta(hours=24)
+    return {
+        "lists": int(session.scalar(select(func.count()).select_from(HashList)) or 0),
+        "active_entries": int(session.scalar(select(func.count()).where(Entry.status == "active")) or 0),
+        "matches_24h": int(session.scalar(select(func.count()).where(MatchEvent.occurred_at >= since)) or 0),
+        "quarantined": int(session.scalar(select(func.count()).where(EntryQuarantine.released_at.is_(None))) or 0),
+        "dead_deliveries": int(session.scalar(select(func.count()).where(WebhookDelivery.state == "dead")) or 0),
+    }

@@ -212,6 +212,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from seawall.auth.api import router as auth_router
     from seawall.lists.api import router as lists_router
     from seawall.lists.exchanges.api import router as exchanges_router
+    from seawall.lists.views import router as lists_console_router
     from seawall.matching.api import admin_router as matching_admin_router
     from seawall.matching.api import router as matching_router
     from seawall.matching.hma import router as hma_router
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(matching_admin_router)
     app.include_router(hma_router)
     app.include_router(console_router)
+    app.include_router(lists_console_router)
 
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app

@@ -91,6 +91,9 @@ def console_user(request: Request, db: Session = Depends(get_db)) -> User:
     if user is None:
         raise LoginRequired()
     request.state.principal = auth_service.user_principal(user)
+    # Partner accounts are for machines: the console is for the hotline's and the platform's own staff.
+    if not request.state.principal.can("console"):
+        raise HTTPException(403, "your role does not use the console; use an API key")
     return user
 
 

@@ -77,5 +77,15 @@ def logout(request: Request, csrf_token: str = Form(""), db: Session = Depends(g
 
 
 @router.get("/")
-def dashboard(request: Request, user: User = Depends(console_user)) -> Response:
-    return render(request, "dashboard.html", page="dashboard")
+def dashboard(request: Request, user: User = Depends(console_user), db: Session = Depends(get_db)) -> Response:
+    from seawall.matching.service import overview
+
+    figures = overview(db)
+    cards = [
+        {"title": "Lists", "value": figures["lists"], "href": "/lists", "link": "See what they hold"},
+        {"title": "Active entries", "value": f"{figures['active_entries']:,}"},
+        {"title": "Matches, last 24 hours", "value": f"{figures['matches_24h']:,}"},
+        {"title": "Quarantined entries", "value": figures["quarantined"]},
+        {"title": "Dead webhook deliveries", "value": figures["dead_deliveries"]},
+    ]
+    return render(request, "dashboard.html", page="dashboard", cards=cards)
