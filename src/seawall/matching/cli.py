@@ -43,7 +43,7 @@ def match(
 
     settings = get_settings()
     factory = default_sessionmaker()
-    indexes = MatchIndexes(factory)
+    indexes = MatchIndexes(factory, folder=settings.home / "index")
     indexes.refresh()
     files = list(expand_paths([str(p) for p in paths], recursive=recursive))
     failed = False

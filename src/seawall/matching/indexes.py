@@ -8,11 +8,14 @@ already visible in the initial load does no harm when replayed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from seawall.index.hamming import HammingIndex
+from seawall.index.storage import IndexCorruptError
 from seawall.lists import service as lists_service
 from seawall.lists.keywords import KeywordMatcher
 from seawall.lists.models import Entry, HashList
@@ -27,6 +31,11 @@ from seawall.lists.urls import UrlIndex
 
 log = logging.getLogger(__name__)
 _LOAD_BATCH = 50_000
+# Binary signal types whose indexes are kept on disk between runs. vPDQ is not: its per-video frame
+# counts come from the database and would double-count frames replayed on top of a saved index.
+PERSISTED = frozenset({"pdq"})
+SAVE_AFTER_CHANGES = 50_000
+SAVE_AFTER_SECONDS = 600.0
 
 
 def _binary_bits(signal_type: str) -> int | None:
@@ -56,6 +65,8 @@ class ListIndex:
     keyword_terms: dict[int, str] = field(default_factory=dict)
     keywords: KeywordMatcher | None = None
     vpdq_frames: dict[str, int] = field(default_factory=dict)  # external id -> its frame count
+    saved_checkpoint: int = 0  # the revision the on-disk segments hold
+    saved_at: float = 0.0
 
     def threshold(self, signal_type: str) -> int:
         from seawall.signals.base import get_signal_type
@@ -136,9 +147,12 @@ class ListIndex:
 class MatchIndexes:
     """All lists' indexes for this process, refreshed incrementally from the database."""
 
-    def __init__(self, factory: sessionmaker[Session], *, refresh_seconds: float = 0.5) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], *, refresh_seconds: float = 0.5, folder: Path | None = None
+    ) -> None:
         self.factory = factory
         self.refresh_seconds = refresh_seconds
+        self.folder = folder  # where binary indexes persist between runs; None keeps them in memory only
         self.lists: dict[int, ListIndex] = {}
         self.last_refresh = 0.0
         self.last_error: str | None = None
@@ -146,6 +160,8 @@ class MatchIndexes:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_change: list[Callable[[ListIndex], None]] = []
+        self._saving: set[int] = set()
+        self._savers: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,6 +178,7 @@ class MatchIndexes:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.wait_for_saves(timeout=30)
         for index in self.lists.values():
             index.close()
 
@@ -194,6 +211,7 @@ class MatchIndexes:
                 current.thresholds, current.dihedral = dict(row.thresholds or {}), row.dihedral
                 if row.revision > current.checkpoint:
                     self._catch_up(session, current, row.revision)
+                    self._maybe_save(current)
             for gone in set(self.lists) - seen:
                 self.lists.pop(gone).close()
             self.last_refresh = time.monotonic()
@@ -211,14 +229,20 @@ class MatchIndexes:
         )
         # Note the revision first: whatever commits after it is replayed by _catch_up.
         revision = int(session.scalar(select(HashList.revision).where(HashList.id == row.id)) or 0)
+        from_disk = self._open_saved(index, revision) if row.kind == "hash" else set()
+        if from_disk:
+            revision = index.checkpoint = index.saved_checkpoint
         last = 0
         while True:
-            batch = session.execute(
+            query = (
                 select(Entry.id, Entry.signal_type, Entry.value, Entry.level, Entry.external_id)
                 .where(Entry.list_id == row.id, Entry.status == "active", Entry.id > last)
                 .order_by(Entry.id)
                 .limit(_LOAD_BATCH)
-            ).all()
+            )
+            if from_disk:
+                query = query.where(Entry.signal_type.not_in(from_disk))
+            batch = session.execute(query).all()
             if not batch:
                 break
             last = batch[-1].id
@@ -235,8 +259,102 @@ class MatchIndexes:
                 index.bulk_load_binary(signal_type, ids, values, externals)
         index.checkpoint = revision
         self._catch_up(session, index, revision)
-        log.info("loaded list %s: revision %s", row.name, index.checkpoint)
+        source = f"segments at revision {index.saved_checkpoint} and the database" if from_disk else "the database"
+        log.info("loaded list %s from %s: revision %s", row.name, source, index.checkpoint)
+        if not from_disk:
+            self._save_soon(index)
         return index
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def _list_folder(self, index: ListIndex) -> Path | None:
+        return self.folder / f"list-{index.id}" if self.folder is not None else None
+
+    @contextlib.contextmanager
+    def _locked(self, folder: Path) -> Iterator[bool]:
+        """An exclusive lock on a list's folder; yields False when another process holds it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / ".lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _open_saved(self, index: ListIndex, revision: int) -> set[str]:
+        """Map the saved binary indexes of a list; the signal types loaded (all at one checkpoint)."""
+        folder = self._list_folder(index)
+        if folder is None or not folder.is_dir():
+            return set()
+        loaded: dict[str, HammingIndex] = {}
+        for signal_type in sorted(PERSISTED):
+            path = folder / signal_type
+            if not (path / "manifest.json").exists():
+                continue
+            try:
+                loaded[signal_type] = HammingIndex.load(path, mmap=True)
+            except (IndexCorruptError, OSError, ValueError) as exc:
+                log.warning("saved index of list %s unusable, rebuilding from the database: %s", index.name, exc)
+                return set()
+        checkpoints = {h.checkpoint for h in loaded.values()}
+        if not loaded or len(checkpoints) != 1 or next(iter(checkpoints)) > revision:
+            return set()
+        index.binary.update(loaded)
+        index.saved_checkpoint = next(iter(checkpoints))
+        index.saved_at = time.monotonic()
+        return set(loaded)
+
+    def save(self, index: ListIndex) -> bool:
+        """Write a list's binary indexes as segments at its current checkpoint (skipped if another process is)."""
+        folder = self._list_folder(index)
+        if folder is None or index.kind != "hash":
+            return False
+        with self._locked(folder) as mine:
+            if not mine:
+                return False
+            for signal_type, hamming in index.binary.items():
+                if signal_type in PERSISTED:
+                    hamming.apply((), index.checkpoint)
+                    hamming.save(folder / signal_type)
+        index.saved_checkpoint, index.saved_at = index.checkpoint, time.monotonic()
+        return True
+
+    def _maybe_save(self, index: ListIndex) -> None:
+        behind = index.checkpoint - index.saved_checkpoint
+        if behind >= SAVE_AFTER_CHANGES or (behind > 0 and time.monotonic() - index.saved_at > SAVE_AFTER_SECONDS):
+            self._save_soon(index)
+
+    def _save_soon(self, index: ListIndex) -> None:
+        """Save in the background: a snapshot is written while searches and updates go on.
+
+        A snapshot newer than its recorded checkpoint is harmless: replaying changes is idempotent.
+        """
+        if self.folder is None or index.kind != "hash" or not (set(index.binary) & PERSISTED):
+            return
+        if index.id in self._saving:
+            return
+        self._saving.add(index.id)
+
+        def run() -> None:
+            try:
+                self.save(index)
+            except Exception:
+                log.exception("saving the index of list %s failed", index.name)
+            finally:
+                self._saving.discard(index.id)
+
+        thread = threading.Thread(target=run, name=f"seawall-index-save-{index.id}", daemon=True)
+        self._savers.append(thread)
+        thread.start()
+
+    def wait_for_saves(self, timeout: float = 60.0) -> None:
+        for thread in list(self._savers):
+            thread.join(timeout)
+        self._savers = [t for t in self._savers if t.is_alive()]
 
     def _catch_up(self, session: Session, index: ListIndex, target: int) -> None:
         while True:

@@ -161,7 +161,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             settings.ensure_home()
         engine = make_engine(settings.effective_database_url)
     sessions = make_sessionmaker(engine)
-    indexes = MatchIndexes(sessions, refresh_seconds=settings.index_refresh_seconds)
+    indexes = MatchIndexes(sessions, refresh_seconds=settings.index_refresh_seconds, folder=settings.home / "index")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
