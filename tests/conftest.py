@@ -6,11 +6,8 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +22,7 @@ from sqlalchemy.pool import NullPool
 from seawall import migrate
 from seawall.config import Settings
 from seawall.db import make_engine, make_sessionmaker
+from servers import free_port, serve
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,18 +50,12 @@ def reference_data() -> Path:
 # SEAWALL_TEST_DATABASE_URL (CI), or a throwaway cluster started from initdb/pg_ctl.
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _ThrowawayCluster:
     """A PostgreSQL cluster in a temporary folder, run as an unprivileged user when we are root."""
 
     def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="seawall-pg-")
-        self.port = _free_port()
+        self.port = free_port()
         self.data = os.path.join(self.dir, "data")
         self.as_user: list[str] = []
         if os.geteuid() == 0:
@@ -247,20 +239,8 @@ class LiveServer:
 @pytest.fixture
 def live_server(app) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
     """The app served by a real uvicorn on 127.0.0.1, in a thread."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("live server did not start")
-        time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", app)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as url:
+        yield LiveServer(url, app)
 
 
 # ---- browser ---------------------------------------------------------------------------------

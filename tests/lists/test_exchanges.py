@@ -475,12 +475,13 @@ class MyHotlineExchange(FileExchange):
 def test_registry_lists_builtins_and_plugins_through_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib.metadata import EntryPoint
 
+    from seawall import plugins
     from seawall.lists.exchanges import base
 
     plugin = EntryPoint("myhotline", "tests.lists.test_exchanges:MyHotlineExchange", base.ENTRY_POINT_GROUP)
     misnamed = EntryPoint("other", "seawall.lists.exchanges.file:FileExchange", base.ENTRY_POINT_GROUP)
     clash = EntryPoint("file", "seawall.lists.exchanges.file:FileExchange", base.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(base, "entry_points", lambda group: [plugin, misnamed, clash])
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [plugin, misnamed, clash])
     base.reload_exchange_types()
     try:
         # The plugin's class must call itself by its entry point's name; a built-in name is never replaced.

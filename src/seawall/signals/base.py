@@ -11,11 +11,9 @@ each entry point naming a :class:`SignalType` subclass::
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from functools import cached_property, lru_cache
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -147,40 +145,13 @@ _BUILTIN: Final = (
 )
 
 
-def _load(target: str) -> type[SignalType]:
-    module, _, attr = target.partition(":")
-    obj = getattr(importlib.import_module(module), attr)
-    if not (isinstance(obj, type) and issubclass(obj, SignalType)):
-        raise TypeError(f"{target} is not a SignalType subclass")
-    return obj
-
-
 @lru_cache(maxsize=1)
 def signal_types() -> dict[str, SignalType]:
-    """All signal types by name: built-ins first, then plugins (a plugin cannot replace a
-    built-in; a broken plugin is logged and skipped, never fatal)."""
-    found: dict[str, SignalType] = {}
-    for name, target in _BUILTIN:
-        try:
-            found[name] = _load(target)()
-        except ImportError as exc:  # e.g. vpdq while its module is absent
-            log.warning("built-in signal type %s unavailable: %s", name, exc)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in found:
-            log.warning("plugin signal type %s ignored: the name is taken", ep.name)
-            continue
-        try:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, SignalType)):
-                raise TypeError(f"{ep.value} is not a SignalType subclass")
-            instance = cls()
-            if instance.name != ep.name:
-                raise ValueError(f"entry point {ep.name!r} names a type called {instance.name!r}")
-        except Exception as exc:
-            log.warning("plugin signal type %s failed to load: %s", ep.name, exc)
-            continue
-        found[ep.name] = instance
-    return found
+    """All signal types by name (one instance each): built-ins, then plugins."""
+    from seawall.plugins import discover
+
+    found = discover(_BUILTIN, ENTRY_POINT_GROUP, SignalType, "signal type")
+    return {name: cls() for name, cls in found.items()}  # type: ignore[abstract]  # discover loads concrete subclasses
 
 
 def get_signal_type(name: str) -> SignalType:

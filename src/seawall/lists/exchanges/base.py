@@ -12,13 +12,11 @@ plugins register through the entry-point group ``seawall.exchanges``, each entry
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Final
 
 import httpx
@@ -167,34 +165,12 @@ _BUILTIN: Final = (
 )
 
 
-def _load(target: str) -> type[ExchangeType]:
-    module, _, attr = target.partition(":")
-    obj = getattr(importlib.import_module(module), attr)
-    if not (isinstance(obj, type) and issubclass(obj, ExchangeType)):
-        raise TypeError(f"{target} is not an ExchangeType subclass")
-    return obj
-
-
 @lru_cache(maxsize=1)
 def exchange_types() -> dict[str, type[ExchangeType]]:
-    """All exchange types by name: built-ins first, then plugins (which cannot replace a built-in;
-    a broken plugin is logged and skipped, never fatal)."""
-    found: dict[str, type[ExchangeType]] = {name: _load(target) for name, target in _BUILTIN}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in found:
-            log.warning("plugin exchange %s ignored: the name is taken", ep.name)
-            continue
-        try:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, ExchangeType)):
-                raise TypeError(f"{ep.value} is not an ExchangeType subclass")
-            if cls.name != ep.name:
-                raise ValueError(f"entry point {ep.name!r} names a type called {cls.name!r}")
-        except Exception as exc:
-            log.warning("plugin exchange %s failed to load: %s", ep.name, exc)
-            continue
-        found[ep.name] = cls
-    return found
+    """All exchange types by name: built-ins, then plugins."""
+    from seawall.plugins import discover
+
+    return discover(_BUILTIN, ENTRY_POINT_GROUP, ExchangeType, "exchange")
 
 
 def get_exchange_type(name: str) -> type[ExchangeType]:
