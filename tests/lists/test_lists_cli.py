@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -92,8 +91,17 @@ def test_a_million_entry_import_runs_in_bounded_memory(database_url: str, tmp_pa
     env = {**os.environ, "SEAWALL_DATABASE_URL": database_url, "SEAWALL_HOME": str(tmp_path / "home")}
     seawall = [sys.executable, "-m", "seawall"]
     subprocess.run([*seawall, "lists", "create", "bulk", "--kind", "hash"], env=env, check=True, capture_output=True)
-    done = subprocess.run([*seawall, "lists", "import", "bulk", str(big)], env=env, capture_output=True, text=True)
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # The child reports its own peak (RUSAGE_CHILDREN would include every earlier child of this process).
+    measured = (
+        "import resource, sys\n"
+        "from seawall.cli import main\n"
+        f"sys.argv = ['seawall', 'lists', 'import', 'bulk', {str(big)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    status = exc.code\n"
+        "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(status)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", measured], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    peak_mb = int(done.stderr.split("PEAK_KB")[1].split()[0]) / 1024
     assert "1000000 added, 0 updated, 0 unchanged, 0 invalid; list revision 1000000" in " ".join(done.stderr.split())
     assert peak_mb < 400, f"import peaked at {peak_mb:.0f} MB"

@@ -451,7 +451,8 @@ def hma_index_status(
                 continue
             if seawall_name in index.binary:
                 size += len(index.binary[seawall_name])
-            size += sum(len(ids) for ids in index.exact.get(seawall_name, {}).values())
+            exact = index.exact.get(seawall_name)
+            size += len(exact) if exact is not None else 0
         out[name] = {"present": present, "built_to": built_to, "size": size}
     return out
 

@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from seawall.index.exact import ExactIndex
 from seawall.index.hamming import HammingIndex
 from seawall.index.storage import IndexCorruptError
 from seawall.lists import service as lists_service
@@ -60,7 +61,7 @@ class ListIndex:
     dihedral: bool
     checkpoint: int = 0
     binary: dict[str, HammingIndex] = field(default_factory=dict)  # pdq, vpdq, binary plugin types
-    exact: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)  # md5, sha1, sha256, …
+    exact: dict[str, ExactIndex] = field(default_factory=dict)  # md5, sha1, sha256, exact-match plugins
     urls: UrlIndex | None = None
     keyword_terms: dict[int, str] = field(default_factory=dict)
     keywords: KeywordMatcher | None = None
@@ -101,8 +102,11 @@ class ListIndex:
                 if signal_type == "vpdq":
                     self.vpdq_frames[external_id] = self.vpdq_frames.get(external_id, 0) + 1
             else:
-                table = self.exact.setdefault(signal_type, {})
-                table[value] = (*table.get(value, ()), entry_id)
+                key = bytes.fromhex(value)  # exact types validate to hex digests
+                index_for_type = self.exact.get(signal_type)
+                if index_for_type is None:
+                    index_for_type = self.exact[signal_type] = ExactIndex(len(key))
+                index_for_type.add([entry_id], [key])
 
     def drop(self, entry_id: int, signal_type: str, value: str, external_id: str) -> None:
         if self.kind == "url":
@@ -118,12 +122,7 @@ class ListIndex:
             if signal_type == "vpdq" and len(index) < before:
                 self.vpdq_frames[external_id] = max(0, self.vpdq_frames.get(external_id, 1) - 1)
         elif signal_type in self.exact:
-            table = self.exact[signal_type]
-            ids = tuple(i for i in table.get(value, ()) if i != entry_id)
-            if ids:
-                table[value] = ids
-            else:
-                table.pop(value, None)
+            self.exact[signal_type].remove([entry_id])
 
     def bulk_load_binary(self, signal_type: str, ids: list[int], values: list[str], external_ids: list[str]) -> None:
         bits = _binary_bits(signal_type)

@@ -161,9 +161,11 @@ def find_hits(
                     variants = query.pdq_dihedral if signal_type == "pdq" else None
                     hits.extend(_search_binary(index, signal_type, values, variants))
                 elif signal_type in index.exact:
-                    table = index.exact[signal_type]
-                    for value in values:
-                        hits.extend(Hit(index.id, e, signal_type) for e in table.get(value.lower(), ()))
+                    exact = index.exact[signal_type]
+                    keys = [bytes.fromhex(v) for v in values]
+                    if all(len(k) == exact.key_size for k in keys):
+                        for found in exact.lookup(keys):
+                            hits.extend(Hit(index.id, e, signal_type) for e in found)
             if query.vpdq:
                 hits.extend(_search_vpdq(session, index, query.vpdq, settings))
         elif index.kind == "url" and query.url and index.urls is not None:
