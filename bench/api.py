@@ -188,12 +188,14 @@ def main() -> None:
     print(f"seeded {args.entries:,} PDQ entries in {time.monotonic() - t0:.0f} s")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    server_log = Path(tempfile.mkdtemp()) / "server.log"
     server = subprocess.Popen(
         [SEAWALL, "serve", "--port", str(port), "--workers", str(args.workers)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=server_log.open("w"),
     )
+    print(f"server log: {server_log}")
     try:
         t0 = time.monotonic()
         while True:
@@ -214,6 +216,10 @@ def main() -> None:
         single = wrk(base + "/", args.seconds, args.connections, str(scripts / "get.lua"))
         batch = wrk(base + "/v1/match/batch", args.seconds, args.connections // 4 or 1, str(scripts / "batch.lua"))
         upload = uploads(base, key, pictures, args.seconds, 4)
+    except Exception:
+        errors = [line for line in server_log.read_text().splitlines() if '"level": "error"' in line]
+        print("\n".join(errors[-3:]), file=sys.stderr)
+        raise
     finally:
         server.terminate()
         server.wait(timeout=20)

@@ -200,7 +200,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def db(engine: Engine) -> Iterator[Session]:
-    with make_sessionmaker(engine)() as session:
+    with make_sessionmaker(engine, writes=False)() as session:
         yield session
 
 

@@ -64,7 +64,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # A transaction that reads and then writes must hold the write lock from its start: a
+        # deferred one fails at once with "database is locked" when another writer got in first.
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -78,7 +81,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+def make_sessionmaker(engine: Engine, *, writes: bool = True) -> sessionmaker[Session]:
+    """Sessions on ``engine``. With ``writes`` (the default) a SQLite transaction takes the write lock
+    when it begins, so read-then-write logic never fails midway; ``writes=False`` is for hot paths
+    that only read (they then run alongside each other and alongside a writer, as WAL allows)."""
+    if writes and engine.dialect.name == "sqlite":
+        return sessionmaker(bind=engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
@@ -105,5 +113,5 @@ def default_engine() -> Engine:
     return _default_engine
 
 
-def default_sessionmaker() -> sessionmaker[Session]:
-    return make_sessionmaker(default_engine())
+def default_sessionmaker(*, writes: bool = True) -> sessionmaker[Session]:
+    return make_sessionmaker(default_engine(), writes=writes)

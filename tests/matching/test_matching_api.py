@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from seawall.auth import service as auth_service
@@ -286,3 +286,43 @@ def test_match_by_url_refuses_private_addresses(client: TestClient, partner: dic
         response = client.post("/v1/match", json={"url": url}, headers=partner)
         assert response.status_code == 422
         assert "is not a public address" in response.json()["detail"]
+
+
+def test_concurrent_matches_and_list_writes_all_succeed(live_server: Any, db: Session) -> None:
+    """Many clients at once: matches are recorded and entries added while others read; none fails."""
+    import threading
+
+    import httpx
+
+    values = [hashlib.md5(f"benign concurrent {i}".encode()).hexdigest() for i in range(40)]
+    _list(db, "known", records=[EntryRecord("md5", v) for v in values[:20]])
+    partner = _key(db, "platform", ["match"])
+    curator = _key(db, "curator", ["lists:write", "lists:read"])
+    live_server.app.state.match_indexes.refresh()
+    failures: list[str] = []
+
+    def matcher(n: int) -> None:
+        with httpx.Client(base_url=live_server.url, headers=partner, timeout=60) as http:
+            for i in range(15):
+                r = http.get("/v1/match", params={"signal_type": "md5", "value": values[(n + i) % 20]})
+                if r.status_code != 200 or not r.json()["matches"]:
+                    failures.append(f"match {r.status_code} {r.text[:200]}")
+
+    def writer(n: int) -> None:
+        with httpx.Client(base_url=live_server.url, headers=curator, timeout=60) as http:
+            for i in range(5):
+                body = {"entries": [{"signal_type": "md5", "value": values[20 + (n * 5 + i) % 20]}]}
+                r = http.post("/v1/lists/known/entries", json=body)
+                if r.status_code != 200:
+                    failures.append(f"add {r.status_code} {r.text[:200]}")
+
+    threads = [threading.Thread(target=matcher, args=(n,)) for n in range(6)]
+    threads += [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(MatchEvent)) == 90
+    assert lists_service.count_entries(db, lists_service.get_list(db, "known"))["active"] == 40

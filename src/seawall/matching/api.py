@@ -165,17 +165,16 @@ def _run(
     include_low_quality: bool | None,
     hashed: dict[str, Any] | None,
 ) -> MatchOut:
-    with request.app.state.sessionmaker() as db:
-        outcome = service.match(
-            db,
-            _indexes(request),
-            query,
-            _settings(request),
-            principal,
-            lists=lists,
-            include_low_quality=include_low_quality,
+    settings = _settings(request)
+    # Matching only reads; only a match is written, in a short transaction of its own.
+    with request.app.state.read_sessionmaker() as db:
+        outcome = service.evaluate(
+            db, _indexes(request), query, settings, principal, lists=lists, include_low_quality=include_low_quality
         )
-        db.commit()
+    if outcome.matches:
+        with request.app.state.sessionmaker() as db:
+            service.record_match(db, settings, principal, query, outcome)
+            db.commit()
     return _respond(outcome, hashed)
 
 
@@ -195,7 +194,8 @@ def match_one(
 def match_batch(body: BatchRequest, request: Request, principal: Principal = Depends(require("match"))) -> BatchOut:
     indexes, settings = _indexes(request), _settings(request)
     results: list[BatchItem] = []
-    with request.app.state.sessionmaker() as db:
+    matched: list[tuple[service.Query, service.MatchOutcome]] = []
+    with request.app.state.read_sessionmaker() as db:
         for item in body.signals:
             try:
                 query = service.Query(signals=_validated([(item.signal_type, item.value)]))
@@ -204,7 +204,9 @@ def match_batch(body: BatchRequest, request: Request, principal: Principal = Dep
                     BatchItem(signal_type=item.signal_type, value=item.value, matches=[], actions=[], error=exc.detail)
                 )
                 continue
-            outcome = service.match(db, indexes, query, settings, principal, lists=body.lists)
+            outcome = service.evaluate(db, indexes, query, settings, principal, lists=body.lists)
+            if outcome.matches:
+                matched.append((query, outcome))
             results.append(
                 BatchItem(
                     signal_type=item.signal_type,
@@ -213,7 +215,11 @@ def match_batch(body: BatchRequest, request: Request, principal: Principal = Dep
                     actions=outcome.decision.actions,
                 )
             )
-        db.commit()
+    if matched:
+        with request.app.state.sessionmaker() as db:
+            for query, outcome in matched:
+                service.record_match(db, settings, principal, query, outcome)
+            db.commit()
     return BatchOut(results=results)
 
 

@@ -245,6 +245,28 @@ def quarantined(session: Session, entry_ids: Iterable[int]) -> set[int]:
     )
 
 
+def evaluate(
+    session: Session,
+    indexes: MatchIndexes,
+    query: Query,
+    settings: Settings,
+    principal: Principal,
+    *,
+    lists: Iterable[str] | None = None,
+    include_low_quality: bool | None = None,
+) -> MatchOutcome:
+    """Match and decide by policy; reads only (recording is ``record_match``)."""
+    hits = find_hits(
+        session, indexes, query, settings, lists=lists, principal=principal, include_low_quality=include_low_quality
+    )
+    matches = describe_hits(session, indexes, hits)
+    outcome = MatchOutcome(str(uuid.uuid4()), matches, policies.Decision())
+    if matches:
+        paused = quarantined(session, (m["entry_id"] for m in matches))
+        outcome.decision = policies.decide(policies.load_rules(session), matches, query.media, paused)
+    return outcome
+
+
 def match(
     session: Session,
     indexes: MatchIndexes,
@@ -257,16 +279,10 @@ def match(
     record: bool = True,
 ) -> MatchOutcome:
     """Match, decide by policy, and (when something matched) record it, count it and deliver webhooks."""
-    hits = find_hits(
-        session, indexes, query, settings, lists=lists, principal=principal, include_low_quality=include_low_quality
+    outcome = evaluate(
+        session, indexes, query, settings, principal, lists=lists, include_low_quality=include_low_quality
     )
-    matches = describe_hits(session, indexes, hits)
-    outcome = MatchOutcome(str(uuid.uuid4()), matches, policies.Decision())
-    if not matches:
-        return outcome
-    paused = quarantined(session, (m["entry_id"] for m in matches))
-    outcome.decision = policies.decide(policies.load_rules(session), matches, query.media, paused)
-    if record:
+    if record and outcome.matches:
         record_match(session, settings, principal, query, outcome)
     return outcome
 

@@ -161,7 +161,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             settings.ensure_home()
         engine = make_engine(settings.effective_database_url)
     sessions = make_sessionmaker(engine)
-    indexes = MatchIndexes(sessions, refresh_seconds=settings.index_refresh_seconds, folder=settings.home / "index")
+    reads = make_sessionmaker(engine, writes=False)
+    indexes = MatchIndexes(reads, refresh_seconds=settings.index_refresh_seconds, folder=settings.home / "index")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessions
+    app.state.read_sessionmaker = reads
     app.state.match_indexes = indexes
     app.state.templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
     app.state.readiness = Readiness()

@@ -34,18 +34,27 @@ class LoginRequired(Exception):
     """Raised by console pages when nobody is logged in; answered with a redirect to /login."""
 
 
-def _touch_key(db: Session, key: ApiKey) -> None:
+def _touch_key(request: Request, key: ApiKey) -> None:
     now = utcnow()
     if key.last_used_at is None or now - key.last_used_at > _LAST_USED_GRANULARITY:
-        db.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        db.commit()
+        with request.app.state.sessionmaker() as db:
+            db.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+            db.commit()
 
 
-def optional_principal(request: Request, db: Session = Depends(get_db)) -> Principal | None:
+def optional_principal(request: Request) -> Principal | None:
     """The caller from an ``Authorization: Bearer`` API key, or else the console session cookie."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
+    # A read-only session of its own: checking a credential must not take SQLite's write lock.
+    with request.app.state.read_sessionmaker() as db:
+        principal = _principal_from(request, db)
+    request.state.principal = principal
+    return principal
+
+
+def _principal_from(request: Request, db: Session) -> Principal | None:
     header = request.headers.get("authorization")
     principal: Principal | None = None
     if header:
@@ -56,7 +65,7 @@ def optional_principal(request: Request, db: Session = Depends(get_db)) -> Princ
             key = auth_service.authenticate_api_key(db, secret.strip())
         except auth_service.AuthError as exc:
             raise HTTPException(401, exc.reason, {"WWW-Authenticate": "Bearer"}) from None
-        _touch_key(db, key)
+        _touch_key(request, key)
         principal = auth_service.key_principal(key)
     else:
         token = request.cookies.get(SESSION_COOKIE)
@@ -66,7 +75,6 @@ def optional_principal(request: Request, db: Session = Depends(get_db)) -> Princ
             if request.method not in _SAFE_METHODS and not csrf_valid(request, request.headers.get(HEADER)):
                 raise HTTPException(403, "missing or invalid CSRF token")
             principal = auth_service.user_principal(user)
-    request.state.principal = principal
     return principal
 
 
