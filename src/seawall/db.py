@@ -74,6 +74,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with Seawall's settings (SQLite: WAL, foreign keys, busy timeout)."""
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        if ":memory:" not in url and url.rstrip("/") not in ("sqlite:", "sqlite+pysqlite:"):
+            # Enough pooled connections for a server's thread pool: opening one runs the PRAGMAs.
+            kwargs.setdefault("pool_size", 20)
+            kwargs.setdefault("max_overflow", 20)
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine

@@ -6,6 +6,8 @@ import contextlib
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,6 +27,8 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-password")
 
 API_KEY_PREFIX = "swk_"
+# Recording a key's last use on every request would turn every lookup into a write.
+_LAST_USED_GRANULARITY = timedelta(minutes=5)
 
 
 class AuthError(Exception):
@@ -249,7 +253,42 @@ def revoke_api_key(session: Session, actor: Principal, name: str) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         audit.record(session, actor, "key.revoke", "api_key", key.id, {"name": name})
+    clear_key_cache()
     return key
+
+
+# Checked keys, by the SHA-256 of their secret: (valid until, principal). A revocation in this
+# process clears it at once; other processes see it within KEY_CACHE_SECONDS.
+KEY_CACHE_SECONDS = 5.0
+_key_cache: dict[str, tuple[float, Principal]] = {}
+
+
+def clear_key_cache() -> None:
+    _key_cache.clear()
+
+
+def api_key_principal(factory: Callable[[], Session], secret: str) -> Principal:
+    """The principal of a bearer secret, from a short-lived in-process cache or the database.
+
+    The hot path of every partner request: a cached key costs no database round trip. Its last
+    use is recorded at most every few minutes, in a write of its own.
+    """
+    digest = _sha256(secret)
+    now = time.monotonic()
+    cached = _key_cache.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    with factory() as session:
+        key = authenticate_api_key(session, secret)
+        principal = key_principal(key)
+        stale = key.last_used_at is None or utcnow() - key.last_used_at > _LAST_USED_GRANULARITY
+        if stale:
+            session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=utcnow()))
+            session.commit()
+    if len(_key_cache) > 10_000:
+        _key_cache.clear()
+    _key_cache[digest] = (now + KEY_CACHE_SECONDS, principal)
+    return principal
 
 
 def authenticate_api_key(session: Session, secret: str) -> ApiKey:

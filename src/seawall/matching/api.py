@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi import Query as QueryParam
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -179,15 +181,26 @@ def _run(
 
 
 @router.get("/match", response_model=MatchOut, summary="Look up one hash")
-def match_one(
+async def match_one(
     request: Request,
     signal_type: str,
     value: str,
     lists: list[str] | None = QueryParam(None),
     principal: Principal = Depends(require("match")),
-) -> MatchOut:
+) -> Response:
+    """The hottest route: a miss is answered on the event loop from memory (no thread hop, no
+    database); a hit, rare, is described, decided and recorded in the thread pool."""
+    from starlette.concurrency import run_in_threadpool
+
     query = service.Query(signals=_validated([(signal_type, value)]))
-    return _run(request, principal, query, lists, None, None)
+    indexes: MatchIndexes = request.app.state.match_indexes
+    if indexes.is_stale():
+        await run_in_threadpool(indexes.ensure_fresh)
+    hits = service.find_hits(None, indexes, query, _settings(request), lists=lists, principal=principal)
+    if hits:
+        out = await run_in_threadpool(_run, request, principal, query, lists, None, None)
+        return JSONResponse(out.model_dump())
+    return JSONResponse(service.MatchOutcome(str(uuid.uuid4()), [], policies.Decision()).as_dict() | {"signals": None})
 
 
 @router.post("/match/batch", response_model=BatchOut, summary="Look up to 1000 hashes in one request")

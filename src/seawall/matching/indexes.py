@@ -189,9 +189,12 @@ class MatchIndexes:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("index refresh failed")
 
+    def is_stale(self, max_age: float = 1.0) -> bool:
+        return time.monotonic() - self.last_refresh > max_age
+
     def ensure_fresh(self, max_age: float = 1.0) -> None:
         """Refresh now if the background thread has fallen behind (or is not running)."""
-        if time.monotonic() - self.last_refresh > max_age:
+        if self.is_stale(max_age):
             self.refresh()
 
     # -- refreshing ------------------------------------------------------------------------

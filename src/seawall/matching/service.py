@@ -134,7 +134,7 @@ def _search_vpdq(session: Session, index: ListIndex, frames: list[dict[str, Any]
 
 
 def find_hits(
-    session: Session,
+    session: Session | None,
     indexes: MatchIndexes,
     query: Query,
     settings: Settings,
@@ -167,6 +167,8 @@ def find_hits(
                         for found in exact.lookup(keys):
                             hits.extend(Hit(index.id, e, signal_type) for e in found)
             if query.vpdq:
+                if session is None:
+                    raise ValueError("vPDQ matching reads the database: give a session")
                 hits.extend(_search_vpdq(session, index, query.vpdq, settings))
         elif index.kind == "url" and query.url and index.urls is not None:
             hits.extend(Hit(index.id, m.entry_id, "url", 0, m.level) for m in index.urls.match(query.url))

@@ -6,17 +6,15 @@ credentials are read and scopes checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from seawall.auth import service as auth_service
-from seawall.auth.models import ApiKey, User
+from seawall.auth.models import User
 from seawall.auth.permissions import Principal
-from seawall.db import utcnow
 from seawall.web.csrf import HEADER, SESSION_COOKIE, csrf_valid
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -34,54 +32,49 @@ class LoginRequired(Exception):
     """Raised by console pages when nobody is logged in; answered with a redirect to /login."""
 
 
-def _touch_key(request: Request, key: ApiKey) -> None:
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > _LAST_USED_GRANULARITY:
-        with request.app.state.sessionmaker() as db:
-            db.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-            db.commit()
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller from an ``Authorization: Bearer`` API key, or else the console session cookie.
 
-
-def optional_principal(request: Request) -> Principal | None:
-    """The caller from an ``Authorization: Bearer`` API key, or else the console session cookie."""
+    Async so the hot path (a key already in the cache) costs no hop to the thread pool; the rare
+    database look-up then runs on the event loop, briefly.
+    """
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    # A read-only session of its own: checking a credential must not take SQLite's write lock.
-    with request.app.state.read_sessionmaker() as db:
-        principal = _principal_from(request, db)
-    request.state.principal = principal
-    return principal
-
-
-def _principal_from(request: Request, db: Session) -> Principal | None:
     header = request.headers.get("authorization")
-    principal: Principal | None = None
     if header:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise HTTPException(401, "use 'Authorization: Bearer <API key>'", {"WWW-Authenticate": "Bearer"})
         try:
-            key = auth_service.authenticate_api_key(db, secret.strip())
+            principal: Principal | None = auth_service.api_key_principal(
+                request.app.state.read_sessionmaker, secret.strip()
+            )
         except auth_service.AuthError as exc:
             raise HTTPException(401, exc.reason, {"WWW-Authenticate": "Bearer"}) from None
-        _touch_key(request, key)
-        principal = auth_service.key_principal(key)
     else:
-        token = request.cookies.get(SESSION_COOKIE)
-        user: User | None = auth_service.console_session_user(db, token) if token else None
-        if user is not None:
-            # A browser calling the API with its cookie must prove the request came from our page.
-            if request.method not in _SAFE_METHODS and not csrf_valid(request, request.headers.get(HEADER)):
-                raise HTTPException(403, "missing or invalid CSRF token")
-            principal = auth_service.user_principal(user)
+        # A read-only session of its own: checking a credential must not take SQLite's write lock.
+        with request.app.state.read_sessionmaker() as db:
+            principal = _console_principal(request, db)
+    request.state.principal = principal
     return principal
 
 
-def require(scope: str) -> Callable[..., Principal]:
+def _console_principal(request: Request, db: Session) -> Principal | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    user: User | None = auth_service.console_session_user(db, token) if token else None
+    if user is None:
+        return None
+    # A browser calling the API with its cookie must prove the request came from our page.
+    if request.method not in _SAFE_METHODS and not csrf_valid(request, request.headers.get(HEADER)):
+        raise HTTPException(403, "missing or invalid CSRF token")
+    return auth_service.user_principal(user)
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting only callers that hold ``scope`` (401 without credentials, 403 without scope)."""
 
-    def dependency(principal: Principal | None = Depends(optional_principal)) -> Principal:
+    async def dependency(principal: Principal | None = Depends(optional_principal)) -> Principal:
         if principal is None:
             raise HTTPException(401, "authentication required", {"WWW-Authenticate": "Bearer"})
         if not principal.can(scope):
