@@ -124,14 +124,14 @@ class ListIndex:
         elif signal_type in self.exact:
             self.exact[signal_type].remove([entry_id])
 
-    def bulk_load_binary(self, signal_type: str, ids: list[int], values: list[str], external_ids: list[str]) -> None:
+    def bulk_load_binary(self, signal_type: str, ids: np.ndarray, codes: np.ndarray, external_ids: list[str]) -> None:
+        """Index a whole list's codes in one add: one segment, the fastest to search."""
         bits = _binary_bits(signal_type)
         assert bits is not None
         index = self.binary.get(signal_type)
         if index is None:
             index = self.binary[signal_type] = HammingIndex(bits)
-        codes = np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(len(values), bits // 8)
-        index.add(np.asarray(ids, dtype=np.int64), codes)
+        index.add(ids, codes)
         if signal_type == "vpdq":
             for external_id in external_ids:
                 self.vpdq_frames[external_id] = self.vpdq_frames.get(external_id, 0) + 1
@@ -235,6 +235,7 @@ class MatchIndexes:
         if from_disk:
             revision = index.checkpoint = index.saved_checkpoint
         last = 0
+        binary: dict[str, tuple[list[int], list[np.ndarray], list[str]]] = {}
         while True:
             query = (
                 select(Entry.id, Entry.signal_type, Entry.value, Entry.level, Entry.external_id)
@@ -248,17 +249,22 @@ class MatchIndexes:
             if not batch:
                 break
             last = batch[-1].id
-            binary: dict[str, tuple[list[int], list[str], list[str]]] = {}
+            texts: dict[str, list[str]] = {}
             for entry_id, signal_type, value, level, external_id in batch:
                 if row.kind == "hash" and _binary_bits(signal_type) is not None:
-                    ids, values, externals = binary.setdefault(signal_type, ([], [], []))
+                    ids, _, externals = binary.setdefault(signal_type, ([], [], []))
                     ids.append(entry_id)
-                    values.append(value)
                     externals.append(external_id)
+                    texts.setdefault(signal_type, []).append(value)
                 else:
                     index.put(entry_id, signal_type, value, level, external_id)
-            for signal_type, (ids, values, externals) in binary.items():
-                index.bulk_load_binary(signal_type, ids, values, externals)
+            # Codes are kept packed (32 bytes each, not as text) until the single add below.
+            for signal_type, values in texts.items():
+                width = (_binary_bits(signal_type) or 0) // 8
+                packed = np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(-1, width)
+                binary[signal_type][1].append(packed)
+        for signal_type, (ids, blocks, externals) in binary.items():
+            index.bulk_load_binary(signal_type, np.asarray(ids, dtype=np.int64), np.concatenate(blocks), externals)
         index.checkpoint = revision
         self._catch_up(session, index, revision)
         source = f"segments at revision {index.saved_checkpoint} and the database" if from_disk else "the database"
