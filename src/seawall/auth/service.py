@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from seawall.auth import audit
@@ -22,6 +24,7 @@ from seawall.auth.permissions import ROLE_SCOPES, Principal, Role, validate_scop
 from seawall.config import Settings
 from seawall.db import utcnow
 
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so a miss costs the same time as a wrong password.
 _DUMMY_HASH = _hasher.hash("not-a-password")
@@ -267,28 +270,45 @@ def clear_key_cache() -> None:
     _key_cache.clear()
 
 
+def cached_api_key_principal(secret: str) -> Principal | None:
+    """The principal of a bearer secret checked in the last few seconds, else None (no I/O)."""
+    cached = _key_cache.get(_sha256(secret))
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return None
+
+
 def api_key_principal(factory: Callable[[], Session], secret: str) -> Principal:
     """The principal of a bearer secret, from a short-lived in-process cache or the database.
 
     The hot path of every partner request: a cached key costs no database round trip. Its last
     use is recorded at most every few minutes, in a write of its own.
     """
-    digest = _sha256(secret)
-    now = time.monotonic()
-    cached = _key_cache.get(digest)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    cached = cached_api_key_principal(secret)
+    if cached is not None:
+        return cached
+    digest, now = _sha256(secret), time.monotonic()
     with factory() as session:
         key = authenticate_api_key(session, secret)
         principal = key_principal(key)
         stale = key.last_used_at is None or utcnow() - key.last_used_at > _LAST_USED_GRANULARITY
-        if stale:
-            session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=utcnow()))
-            session.commit()
+    if stale:
+        _touch_api_key(factory, key.id)
     if len(_key_cache) > 10_000:
         _key_cache.clear()
     _key_cache[digest] = (now + KEY_CACHE_SECONDS, principal)
     return principal
+
+
+def _touch_api_key(factory: Callable[[], Session], key_id: int) -> None:
+    """Record a key's last use: best effort, in a transaction whose first statement writes (so SQLite
+    waits for the lock instead of failing), and never at the cost of the request."""
+    try:
+        with factory() as session:
+            session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+            session.commit()
+    except OperationalError as exc:
+        log.warning("could not record the last use of API key %s: %s", key_id, exc)
 
 
 def authenticate_api_key(session: Session, secret: str) -> ApiKey:

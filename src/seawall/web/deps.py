@@ -7,10 +7,10 @@ credentials are read and scopes checked.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from seawall.auth import service as auth_service
 from seawall.auth.models import User
@@ -18,8 +18,6 @@ from seawall.auth.permissions import Principal
 from seawall.web.csrf import HEADER, SESSION_COOKIE, csrf_valid
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-# Recording a key's last use on every request would turn every lookup into a write.
-_LAST_USED_GRANULARITY = timedelta(minutes=5)
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -35,8 +33,8 @@ class LoginRequired(Exception):
 async def optional_principal(request: Request) -> Principal | None:
     """The caller from an ``Authorization: Bearer`` API key, or else the console session cookie.
 
-    Async so the hot path (a key already in the cache) costs no hop to the thread pool; the rare
-    database look-up then runs on the event loop, briefly.
+    Async so the hot path (a key checked in the last seconds) costs no hop to the thread pool; a
+    database look-up goes to the pool.
     """
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
@@ -46,18 +44,24 @@ async def optional_principal(request: Request) -> Principal | None:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise HTTPException(401, "use 'Authorization: Bearer <API key>'", {"WWW-Authenticate": "Bearer"})
-        try:
-            principal: Principal | None = auth_service.api_key_principal(
-                request.app.state.read_sessionmaker, secret.strip()
-            )
-        except auth_service.AuthError as exc:
-            raise HTTPException(401, exc.reason, {"WWW-Authenticate": "Bearer"}) from None
+        principal: Principal | None = auth_service.cached_api_key_principal(secret.strip())
+        if principal is None:
+            try:
+                principal = await run_in_threadpool(
+                    auth_service.api_key_principal, request.app.state.read_sessionmaker, secret.strip()
+                )
+            except auth_service.AuthError as exc:
+                raise HTTPException(401, exc.reason, {"WWW-Authenticate": "Bearer"}) from None
     else:
-        # A read-only session of its own: checking a credential must not take SQLite's write lock.
-        with request.app.state.read_sessionmaker() as db:
-            principal = _console_principal(request, db)
+        principal = await run_in_threadpool(_console_principal_from_cookie, request)
     request.state.principal = principal
     return principal
+
+
+def _console_principal_from_cookie(request: Request) -> Principal | None:
+    # A read-only session of its own: checking a credential must not take SQLite's write lock.
+    with request.app.state.read_sessionmaker() as db:
+        return _console_principal(request, db)
 
 
 def _console_principal(request: Request, db: Session) -> Principal | None:
