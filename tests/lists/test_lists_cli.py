@@ -104,4 +104,5 @@ def test_a_million_entry_import_runs_in_bounded_memory(database_url: str, tmp_pa
     assert done.returncode == 0, done.stderr
     peak_mb = int(done.stderr.split("PEAK_KB")[1].split()[0]) / 1024
     assert "1000000 added, 0 updated, 0 unchanged, 0 invalid; list revision 1000000" in " ".join(done.stderr.split())
+    print(f"1M import peak RSS {peak_mb:.0f} MB")
     assert peak_mb < 400, f"import peaked at {peak_mb:.0f} MB"

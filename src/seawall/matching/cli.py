@@ -1,4 +1,8 @@
-"""`seawall match`, `seawall policies`, `seawall webhooks`: the matching service without a server."""
+"""`seawall match`, `seawall policies`, `seawall webhooks`: the matching service without a server.
+
+The matching modules are imported inside the commands: they load the index's compiled kernels,
+which other commands (`seawall lists import`, say) have no use for.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,6 @@ from rich.table import Table
 from seawall.auth.permissions import cli_principal
 from seawall.config import get_settings
 from seawall.db import default_sessionmaker, transaction
-from seawall.matching import policies, service, webhooks
-from seawall.matching.indexes import MatchIndexes
 
 policies_app = typer.Typer(help="Action policies: list, apply a YAML file, export.", no_args_is_help=True)
 webhooks_app = typer.Typer(
@@ -38,6 +40,8 @@ def match(
     record: bool = typer.Option(False, "--record", help="Write matches to the match log and run actions."),
 ) -> None:
     """Hash and match local files against the lists in SEAWALL_HOME; one JSON object per file."""
+    from seawall.matching import service
+    from seawall.matching.indexes import MatchIndexes
     from seawall.media.errors import MediaError
     from seawall.signals.hashing import expand_paths, hash_file
 
@@ -91,6 +95,8 @@ def match(
 @policies_app.command("list")
 def policies_list() -> None:
     """The rules, in evaluation order."""
+    from seawall.matching import policies
+
     with default_sessionmaker()() as session:
         table = Table("position", "name", "mode", "conditions", "actions")
         for p in policies.list_policies(session):
@@ -106,6 +112,8 @@ def policies_apply(
     keep_others: bool = typer.Option(False, "--keep-others", help="Keep rules that are not in the file."),
 ) -> None:
     """Make the rules those of a YAML file (a rule not in the file is removed unless --keep-others)."""
+    from seawall.matching import policies
+
     try:
         with transaction(default_sessionmaker()) as session:
             saved = policies.apply_yaml(session, cli_principal(), file.read_text(), replace=not keep_others)
@@ -117,6 +125,8 @@ def policies_apply(
 @policies_app.command("export")
 def policies_export() -> None:
     """Print the rules as YAML (the format `policies apply` reads)."""
+    from seawall.matching import policies
+
     with default_sessionmaker()() as session:
         print(policies.dump_yaml(session), end="")
 
@@ -128,6 +138,8 @@ def webhooks_create(
     max_attempts: int = typer.Option(8, "--max-attempts", help="Attempts before a delivery is dead-lettered."),
 ) -> None:
     """Register a webhook; its signing secret is printed alone on the last line, once."""
+    from seawall.matching import webhooks
+
     try:
         with transaction(default_sessionmaker()) as session:
             _, secret = webhooks.create_webhook(
@@ -142,6 +154,8 @@ def webhooks_create(
 @webhooks_app.command("list")
 def webhooks_list() -> None:
     """Webhook targets."""
+    from seawall.matching import webhooks
+
     with default_sessionmaker()() as session:
         table = Table("name", "url", "enabled", "max attempts")
         for w in webhooks.list_webhooks(session):
@@ -155,6 +169,8 @@ def webhooks_deliveries(
     limit: int = typer.Option(50, "--limit"),
 ) -> None:
     """Recent deliveries, newest first."""
+    from seawall.matching import webhooks
+
     with default_sessionmaker()() as session:
         table = Table("id", "state", "attempts", "last status", "last error", "created")
         for d in webhooks.deliveries(session, state, limit):
@@ -172,6 +188,8 @@ def webhooks_deliveries(
 @webhooks_app.command("redeliver")
 def webhooks_redeliver(delivery_id: int = typer.Argument(..., help="The delivery's id.")) -> None:
     """Queue a delivery again (typically a dead letter) with a fresh attempt budget."""
+    from seawall.matching import webhooks
+
     try:
         with transaction(default_sessionmaker()) as session:
             webhooks.redeliver(session, cli_principal(), delivery_id)
