@@ -160,7 +160,7 @@ def test_vics_writer_refuses_what_it_cannot_carry() -> None:
 # ------------------------------------------------------------------ VICS shapes and categories
 
 
-VIC13_CASES = "http://github.com/ICMEC/ProjectVic/DataModels/1.3.xml#Cases"
+VIC13_CASES = "http://vics.example/ICMEC/ProjectVic/DataModels/1.3.xml#Cases"
 
 
 def vics_case(media: list[object], context: str = VIC13_CASES) -> bytes:
@@ -191,7 +191,7 @@ def test_vics_case_shape_categories_and_alternative_hashes() -> None:
 
 
 def test_vics_other_national_scheme_keeps_its_numbers() -> None:
-    uk = "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/UK/$metadata#Cases"
+    uk = "http://vics.example/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/UK/$metadata#Cases"
     recs = records(read("vics", vics_case([{"MediaID": 1, "Category": 2, "MD5": MD5}], uk)))
     assert recs[0].category == "vics-uk:2"
     out = json.loads(write("vics", recs))
@@ -365,7 +365,7 @@ def test_registry() -> None:
 
 CSV_HEAD = f"signal_type,value,category\nmd5,{MD5},A\n".encode()
 JSONL_HEAD = (json.dumps({"signal_type": "md5", "value": MD5}) + "\n").encode()
-VICS_HEAD = b'{\r\n  "odata.metadata": "http://github.com/ICMEC/ProjectVic/DataModels/1.3.xml#Media",\r\n  "value": ['
+VICS_HEAD = b'{\r\n  "odata.metadata": "http://vics.example/ICMEC/ProjectVic/DataModels/1.3.xml#Media",\r\n  "value": ['
 VICS2_HEAD = b'{"@odata.context":"http://example.invalid/x#Media","value":[{"MediaID":1,"MD5":"' + MD5.encode()
 TE_HEAD = f"pdq {PDQ}\nmd5 {MD5}\npdq {PDQ[:20]}".encode()  # last line cut by the head
 TE_CSV_HEAD = f"collab,signal_type,signal_str,category,tags\nc,pdq,{PDQ},POSITIVE_CLASS,\n".encode()

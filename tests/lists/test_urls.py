@@ -21,19 +21,19 @@ NORMALIZATION = [
     ("//example.net/a", "http://example.net/a"),
     ("  http://example.com/a  ", "http://example.com/a"),
     # IDNA and the trailing dot
-    ("http://bücher.example/", "http://xn--bcher-kva.example/"),
-    ("http://BÜCHER.example/", "http://xn--bcher-kva.example/"),
+    ("bücher.example/", "http://xn--bcher-kva.example/"),
+    ("BÜCHER.example/", "http://xn--bcher-kva.example/"),
     ("http://xn--bcher-kva.example/", "http://xn--bcher-kva.example/"),
-    ("http://bücher。example/", "http://xn--bcher-kva.example/"),  # ideographic full stop
+    ("bücher。example/", "http://xn--bcher-kva.example/"),  # ideographic full stop
     ("http://ｅｘａｍｐｌｅ.com/", "http://example.com/"),  # full-width letters
     ("http://example.com./a", "http://example.com/a"),
-    ("http://ex%61mple.com/", "http://example.com/"),  # percent-encoded host
-    ("http://a_b.example.com/", "http://a_b.example.com/"),  # underscores occur in real names
+    ("ex%61mple.com/", "http://example.com/"),  # percent-encoded host
+    ("http://www.test_b.example/", "http://www.test_b.example/"),  # underscores occur in real names
     # IPv4 and IPv6 hosts
     ("http://127.0.0.1/", "http://127.0.0.1/"),
-    ("http://2130706433/", "http://127.0.0.1/"),
-    ("http://0x7f.0.0.1/", "http://127.0.0.1/"),
-    ("http://0177.0.0.1/", "http://127.0.0.1/"),
+    ("2130706433/", "http://127.0.0.1/"),
+    ("0x7f.0.0.1/", "http://127.0.0.1/"),
+    ("0177.0.0.1/", "http://127.0.0.1/"),
     ("http://127.1/", "http://127.0.0.1/"),
     ("http://[::1]/", "http://[::1]/"),
     ("http://[0:0:0:0:0:0:0:1]:80/", "http://[::1]/"),
@@ -45,8 +45,8 @@ NORMALIZATION = [
     ("https://example.com:80/", "https://example.com:80/"),
     ("http://example.com:/a", "http://example.com/a"),
     # userinfo dropped
-    ("http://user:secret@example.com/a", "http://example.com/a"),
-    ("http://a@b@example.com/", "http://example.com/"),
+    ("http://user.test:secret@example.com/a", "http://example.com/a"),
+    ("http://a.test@b@example.com/", "http://example.com/"),
     # percent-encoding
     ("http://example.com/%7Euser", "http://example.com/~user"),
     ("http://example.com/%41%62%63", "http://example.com/Abc"),
@@ -84,7 +84,7 @@ NORMALIZATION = [
     ("http://example.com/p?k=a%26b%3Dc", "http://example.com/p?k=a%26b%3Dc"),
     ("http://example.com/p?flag", "http://example.com/p?flag"),
     # tab and newline inside a URL are ignored, as browsers do
-    ("http://exam\tple.com/a\nb", "http://example.com/ab"),
+    ("exam\tple.com/a\nb", "http://example.com/ab"),
 ]
 
 
@@ -112,9 +112,9 @@ BAD = [
     ("http://[::1/", "unterminated IPv6"),
     ("http://[::g]/", "invalid IPv6"),
     ("http://[fe80::1%25eth0]/", "zone"),
-    ("http://1.2.3.256/", "invalid IPv4"),
-    ("http://example.123/", "invalid IPv4"),
-    ("http://exa mple.com/", "invalid host label"),
+    ("1.2.3.256/", "invalid IPv4"),
+    ("example.123/", "invalid IPv4"),
+    ("exa mple.com/", "invalid host label"),
     ("http://-bad.example/", "invalid host label"),
     ("http://example.com/\x00", "control characters"),
     ("http://" + "a" * 64 + ".example/", "invalid host label"),
@@ -153,12 +153,12 @@ LEVEL_TABLE = [
     ("http://www.example.com/gallery/x", []),  # www. is another host
     ("http://example.org/anything?q=1", [(3, "domain")]),
     ("http://a.b.example.org/", [(3, "domain")]),
-    ("http://notexample.org/", []),
+    ("notexample.org/", []),
     ("http://example.org.example.com/", []),  # a prefix entry is for its own host only
     ("http://shop.example.net/", [(4, "domain")]),
     ("http://x.shop.example.net/", [(4, "domain")]),
     ("http://example.net/", []),
-    ("http://2130706433/x/y", [(6, "prefix")]),
+    ("2130706433/x/y", [(6, "prefix")]),
     ("http://127.0.0.1/xy", []),
 ]
 
@@ -178,7 +178,7 @@ def test_match_reports_normalised_values_most_specific_first() -> None:
             (5, "http://a.example.com/x/y", "exact"),
         ]
     )
-    assert index.match("http://A.Example.com/x/y/") == [
+    assert index.match("a.EXAMPLE.com/x/y/") == [
         UrlMatch(5, "http://a.example.com/x/y", "exact"),
         UrlMatch(4, "http://a.example.com/x/y", "prefix"),
         UrlMatch(3, "http://a.example.com/x", "prefix"),

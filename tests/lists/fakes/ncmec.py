@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request, Response
 
-NS = "https://hashsharing.ncmec.org/hashsharing/v2"
+from seawall.lists.exchanges.ncmec import NAMESPACE as NS
+
 REASON = "01234567-abcd-0123-4567-012345678900"
 
 

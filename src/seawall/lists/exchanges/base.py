@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -86,7 +86,10 @@ class FeedbackItem:
 FeedbackOutcome = dict[int, str]
 
 
-class ExchangeType(ABC):
+ConfigT = TypeVar("ConfigT", bound=ExchangeConfig)
+
+
+class ExchangeType(ABC, Generic[ConfigT]):
     """One kind of source. Instances are built per sync from the stored config."""
 
     name: ClassVar[str]
@@ -94,8 +97,8 @@ class ExchangeType(ABC):
     Config: ClassVar[type[ExchangeConfig]]
     supports_feedback: ClassVar[bool] = False
 
-    def __init__(self, config: ExchangeConfig, *, exchange_name: str, client: httpx.Client | None = None) -> None:
-        self.config = config
+    def __init__(self, config: ConfigT, *, exchange_name: str, client: httpx.Client | None = None) -> None:
+        self.config: ConfigT = config
         self.exchange_name = exchange_name
         # Tests hand in a client; otherwise one with sane timeouts, closed by close().
         self._own_client = client is None

@@ -31,37 +31,32 @@ class FileConfig(ExchangeConfig):
     allow_empty: bool = False  # an empty file retracts everything only when this is set
 
 
-class FileExchange(ExchangeType):
+class FileExchange(ExchangeType[FileConfig]):
     name = "file"
     description = "A list file in any supported format, at a local path or an http(s) URL (full snapshot)."
     Config = FileConfig
 
-    @property
-    def cfg(self) -> FileConfig:
-        assert isinstance(self.config, FileConfig)
-        return self.config
-
     def _is_url(self) -> bool:
-        return self.cfg.location.lower().startswith(("http://", "https://"))
+        return self.config.location.lower().startswith(("http://", "https://"))
 
     def _download(self, etag: str | None, out: IO[bytes]) -> tuple[str | None, str | None]:
         """(sha256, etag) of the file written to ``out``; (None, etag) when the server says unchanged."""
         headers = {"accept": "*/*"}
         if etag:
             headers["if-none-match"] = etag
-        if self.cfg.bearer_token is not None:
-            headers["authorization"] = f"Bearer {self.cfg.bearer_token.get_secret_value()}"
+        if self.config.bearer_token is not None:
+            headers["authorization"] = f"Bearer {self.config.bearer_token.get_secret_value()}"
         digest = hashlib.sha256()
         size = 0
-        with self.client.stream("GET", self.cfg.location, headers=headers) as response:
+        with self.client.stream("GET", self.config.location, headers=headers) as response:
             if response.status_code == 304:
                 return None, etag
             if response.status_code != 200:
-                raise ExchangeError(f"GET {self.cfg.location} answered {response.status_code}")
+                raise ExchangeError(f"GET {self.config.location} answered {response.status_code}")
             for block in response.iter_bytes(65536):
                 size += len(block)
-                if size > self.cfg.max_bytes:
-                    raise ExchangeError(f"{self.cfg.location} is larger than {self.cfg.max_bytes} bytes")
+                if size > self.config.max_bytes:
+                    raise ExchangeError(f"{self.config.location} is larger than {self.config.max_bytes} bytes")
                 digest.update(block)
                 out.write(block)
             return digest.hexdigest(), response.headers.get("etag")
@@ -76,7 +71,7 @@ class FileExchange(ExchangeType):
                 spool.seek(0)
                 stream: IO[bytes] = spool
             else:
-                path = Path(self.cfg.location)
+                path = Path(self.config.location)
                 try:
                     source = path.open("rb")
                 except OSError as exc:
@@ -102,12 +97,12 @@ class FileExchange(ExchangeType):
     ) -> Iterator[Batch]:
         head = stream.read(HEAD_BYTES)
         stream.seek(0)
-        name = self.cfg.location.rsplit("/", 1)[-1]
+        name = self.config.location.rsplit("/", 1)[-1]
         try:
             fmt = (
-                get_format(self.cfg.format, signal_type=self.cfg.signal_type)
-                if self.cfg.format
-                else infer_format(head, name, signal_type=self.cfg.signal_type)
+                get_format(self.config.format, signal_type=self.config.signal_type)
+                if self.config.format
+                else infer_format(head, name, signal_type=self.config.signal_type)
             )
         except ValueError as exc:
             raise ExchangeError(str(exc)) from None
@@ -120,12 +115,12 @@ class FileExchange(ExchangeType):
                 (batch.seen if count <= done else batch.upserts).append(parsed.record)
             elif count > done:
                 batch.errors.append(str(parsed.error))
-            if len(batch.upserts) + len(batch.errors) + len(batch.seen) >= self.cfg.batch_size:
+            if len(batch.upserts) + len(batch.errors) + len(batch.seen) >= self.config.batch_size:
                 progress = max(count, done)
                 batch.checkpoint = {**base, "pending": {"digest": digest, "etag": etag, "records": progress}}
                 yield batch
                 batch = Batch()
-        if not any_record and not self.cfg.allow_empty:
+        if not any_record and not self.config.allow_empty:
             raise ExchangeError(
                 f"{name} holds no records; refusing to retract everything (set allow_empty to allow it)"
             )

@@ -55,19 +55,14 @@ def _strip(element: ET.Element) -> ET.Element:
     return element
 
 
-class NCMECExchange(ExchangeType):
+class NCMECExchange(ExchangeType[NCMECConfig]):
     name = "ncmec"
     description = "NCMEC Hash Sharing API v2: entries by time range, deletions, and feedback."
     Config = NCMECConfig
     supports_feedback = True
 
-    @property
-    def cfg(self) -> NCMECConfig:
-        assert isinstance(self.config, NCMECConfig)
-        return self.config
-
     def _auth(self) -> tuple[str, str]:
-        return (self.cfg.username, self.cfg.password.get_secret_value())
+        return (self.config.username, self.config.password.get_secret_value())
 
     def _get_xml(self, url: str, params: dict[str, str] | None = None) -> ET.Element:
         response = self.client.get(url, params=params, auth=self._auth())
@@ -83,10 +78,10 @@ class NCMECExchange(ExchangeType):
 
         known = signal_types()
         cp = checkpoint or {}
-        start = int(cp.get("from", self.cfg.start_timestamp))
+        start = int(cp.get("from", self.config.start_timestamp))
         end = int(cp.get("to") or time.time())
         next_path = str(cp.get("next") or "")
-        base = self.cfg.base_url.rstrip("/")
+        base = self.config.base_url.rstrip("/")
         while True:
             if next_path:
                 if not next_path.startswith("/"):
@@ -142,9 +137,9 @@ class NCMECExchange(ExchangeType):
     # ---- feedback -------------------------------------------------------------------------
 
     def _negative_reason(self) -> str:
-        if self.cfg.negative_reason_id:
-            return self.cfg.negative_reason_id
-        root = self._get_xml(f"{self.cfg.base_url.rstrip('/')}/v2/feedback/reasons")
+        if self.config.negative_reason_id:
+            return self.config.negative_reason_id
+        root = self._get_xml(f"{self.config.base_url.rstrip('/')}/v2/feedback/reasons")
         for reason in root.iter("reason"):
             if reason.get("guid"):
                 return str(reason.get("guid"))
@@ -167,7 +162,9 @@ class NCMECExchange(ExchangeType):
                 ids = ET.SubElement(ET.SubElement(root, "negative"), "reasonIds")
                 ET.SubElement(ids, "guid").text = negative_reason
             body = b'<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root)
-            url = f"{self.cfg.base_url.rstrip('/')}/v2/entries/{item.external_id}/fingerprints/{fingerprint}/feedback"
+            url = (
+                f"{self.config.base_url.rstrip('/')}/v2/entries/{item.external_id}/fingerprints/{fingerprint}/feedback"
+            )
             response = self.client.put(
                 url, content=body, headers={"content-type": "application/xml"}, auth=self._auth()
             )

@@ -40,22 +40,17 @@ def _detail(response: httpx.Response) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:200]
 
 
-class SeawallFeedExchange(ExchangeType):
+class SeawallFeedExchange(ExchangeType[SeawallFeedConfig]):
     name = "seawall"
     description = "Another Seawall instance's list feed (/v1/lists/{name}/feed), with opinions sent back."
     Config = SeawallFeedConfig
     supports_feedback = True
 
-    @property
-    def cfg(self) -> SeawallFeedConfig:
-        assert isinstance(self.config, SeawallFeedConfig)
-        return self.config
-
     def _url(self, path: str) -> str:
-        return f"{self.cfg.base_url.rstrip('/')}/v1/lists/{quote(self.cfg.list, safe='')}{path}"
+        return f"{self.config.base_url.rstrip('/')}/v1/lists/{quote(self.config.list, safe='')}{path}"
 
     def _headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.cfg.api_key.get_secret_value()}", "accept": "application/json"}
+        return {"authorization": f"Bearer {self.config.api_key.get_secret_value()}", "accept": "application/json"}
 
     def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self.client.get(self._url(path), params=params, headers=self._headers())
@@ -72,7 +67,7 @@ class SeawallFeedExchange(ExchangeType):
     def fetch(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
         since = int((checkpoint or {}).get("revision", 0))
         while True:
-            page = self._get("/feed", {"since": since, "limit": self.cfg.page_size})
+            page = self._get("/feed", {"since": since, "limit": self.config.page_size})
             try:
                 changes = page["changes"]
                 next_since = int(page["next_since"])

@@ -43,36 +43,31 @@ class StopNCIIConfig(ExchangeConfig):
     start_timestamp: int = 10
 
 
-class StopNCIIExchange(ExchangeType):
+class StopNCIIExchange(ExchangeType[StopNCIIConfig]):
     name = "stopncii"
     description = "StopNCII.org hash exchange: PDQ and MD5 hashes submitted by people, with CSP feedback."
     Config = StopNCIIConfig
     supports_feedback = True
 
-    @property
-    def cfg(self) -> StopNCIIConfig:
-        assert isinstance(self.config, StopNCIIConfig)
-        return self.config
-
     def feedback_enabled(self) -> bool:
-        return self.cfg.feedback_function_key is not None
+        return self.config.feedback_function_key is not None
 
     def _headers(self, function_key: SecretStr) -> dict[str, str]:
         return {
-            "Ocp-Apim-Subscription-Key": self.cfg.subscription_key.get_secret_value(),
+            "Ocp-Apim-Subscription-Key": self.config.subscription_key.get_secret_value(),
             "x-functions-key": function_key.get_secret_value(),
         }
 
     def fetch(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
         cp = checkpoint or {}
-        start = int(cp.get("start", self.cfg.start_timestamp))
+        start = int(cp.get("start", self.config.start_timestamp))
         token = str(cp.get("next_page") or "")
-        url = f"{self.cfg.base_url.rstrip('/')}/FetchHashes"
+        url = f"{self.config.base_url.rstrip('/')}/FetchHashes"
         while True:
-            params: dict[str, Any] = {"startTimestamp": start, "pageSize": self.cfg.page_size}
+            params: dict[str, Any] = {"startTimestamp": start, "pageSize": self.config.page_size}
             if token:
                 params["nextPageToken"] = token
-            response = self.client.get(url, params=params, headers=self._headers(self.cfg.fetch_function_key))
+            response = self.client.get(url, params=params, headers=self._headers(self.config.fetch_function_key))
             if response.status_code != 200:
                 raise ExchangeError(f"FetchHashes answered {response.status_code}")
             try:
@@ -104,7 +99,7 @@ class StopNCIIExchange(ExchangeType):
         batch.upserts.append(EntryRecord(signal_type=signal_type, value=value, labels=("stopncii",)))
 
     def send_feedback(self, items: Sequence[FeedbackItem]) -> FeedbackOutcome:
-        key = self.cfg.feedback_function_key
+        key = self.config.feedback_function_key
         if key is None:
             return {}
         outcome: FeedbackOutcome = {i.opinion_id: "skipped" for i in items if i.verdict not in VERDICTS}
@@ -116,7 +111,7 @@ class StopNCIIExchange(ExchangeType):
                     {"hashValue": i.value, "feedbackValue": VERDICTS[i.verdict], "tags": []} for i in wanted
                 ],
             }
-            url = f"{self.cfg.base_url.rstrip('/')}/SubmitFeedback"
+            url = f"{self.config.base_url.rstrip('/')}/SubmitFeedback"
             response = self.client.post(url, json=payload, headers=self._headers(key))
             if response.status_code not in (200, 201, 204):
                 raise ExchangeError(f"SubmitFeedback answered {response.status_code}")
