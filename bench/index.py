@@ -233,6 +233,14 @@ def run(sizes: list[int], datasets: list[str], engines: list[str]) -> None:
                           f"batch {sw['batch_qps'] / o['batch_qps']:.1f}x, "
                           f"build time {sw['build_s'] / max(o['build_s'], 1e-3):.2f}x, "
                           f"RSS {sw['rss_mb'] / o['rss_mb']:.2f}x")  # fmt: skip
+            if sw and n >= 10_000_000 and "faiss-flat" in results:
+                single = max(sw["single_qps"], sw["threads_qps"] or 0)
+                checks = {
+                    ">= 10,000 single q/s": single >= 10_000,
+                    ">= 50x FAISS Flat": sw["single_qps"] / results["faiss-flat"]["single_qps"] >= 50,
+                    "< 2 GB resident": sw["rss_mb"] < 2048,
+                }
+                print("goal at 1e7: " + ", ".join(f"{k} {'met' if ok else 'NOT met'}" for k, ok in checks.items()))
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ with the tombstones that arrived meanwhile carried over.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -47,6 +48,8 @@ _CANDIDATE_COST = 1.0
 _SCAN_COST = 1.0 / 16
 
 Match = tuple[int, int]
+
+_NO_HITS = (np.empty(0, dtype=np.int64),) * 3
 
 # Cache-line alignment for the arrays the probe kernel reads at random: large numpy buffers come
 # from malloc 16 bytes past a page start, which makes every 32-byte code straddle two cache
@@ -96,6 +99,29 @@ def _ball(length: int, radius: int) -> int:
     return sum(math.comb(length, k) for k in range(radius + 1))
 
 
+@functools.lru_cache(maxsize=64)
+def probe_plan(lengths: tuple[int, ...], radii: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Every probe of a search as (table, XOR mask): all masks of at most ``radii[t]`` bits
+    over table ``t``'s substring. Computed once per layout and threshold, so a query only
+    XORs its keys with them. Within a table, masks that differ only in their low 4 bits are
+    adjacent: those probes read the same 64-byte line of offsets, one miss for the group."""
+    tables: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    for t, (length, radius) in enumerate(zip(lengths, radii, strict=True)):
+        if radius < 0:
+            continue
+        values = [
+            sum(1 << b for b in bits) for k in range(radius + 1) for bits in itertools.combinations(range(length), k)
+        ]
+        ball = np.array(sorted(values, key=lambda v: (v >> 4, v)), dtype=np.int64)
+        masks.append(ball)
+        tables.append(np.full(ball.shape[0], t, dtype=np.int64))
+    if not masks:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    return np.concatenate(tables), np.concatenate(masks)
+
+
 @dataclass(frozen=True, eq=False)
 class Segment:
     """Immutable rows sorted by id, with their multi-index tables (None: scan only)."""
@@ -108,7 +134,7 @@ class Segment:
     table_base: np.ndarray | None = None
     offsets: np.ndarray | None = None  # int32, concatenated 2**len + 1 per table
     perm: np.ndarray | None = None  # int32 (m, n)
-    _plans: dict[int, np.ndarray | None] = field(default_factory=dict, repr=False)
+    _plans: dict[int, tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict, repr=False)
 
     @property
     def rows(self) -> int:
@@ -137,13 +163,13 @@ class Segment:
         kernels.build_tables(words, starts, lengths, table_base, offsets, perm)
         return cls(name, ids, words, starts, lengths, table_base, offsets, perm)
 
-    def _use_tables(self, threshold: int) -> np.ndarray | None:
-        """Radii for a probe search if it is cheaper than a scan at this threshold, else None."""
+    def _use_tables(self, threshold: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The probe plan if probing is cheaper than a scan at this threshold, else None."""
         if threshold not in self._plans:
             self._plans[threshold] = self._plan(threshold)
         return self._plans[threshold]
 
-    def _plan(self, threshold: int) -> np.ndarray | None:
+    def _plan(self, threshold: int) -> tuple[np.ndarray, np.ndarray] | None:
         if self.lengths is None:
             return None
         radii = probe_radii(threshold, self.lengths.shape[0])
@@ -151,30 +177,29 @@ class Segment:
         probes = sum(_ball(ln, r) for ln, r in used)
         cands = sum(_ball(ln, r) * self.rows / 2.0**ln for ln, r in used)
         probe_cost = probes * _PROBE_COST + cands * _CANDIDATE_COST
-        return radii if probe_cost < self.rows * _SCAN_COST else None
+        if probe_cost >= self.rows * _SCAN_COST:
+            return None
+        return probe_plan(tuple(int(x) for x in self.lengths), tuple(int(x) for x in radii))
 
     def search(self, queries: np.ndarray, threshold: int) -> tuple[np.ndarray, ...]:
         """(query, row, distance) for every row within ``threshold``, each pair once."""
-        radii = self._use_tables(threshold)
-        cap = max(64, queries.shape[0] * 8)
+        plan = self._use_tables(threshold)
+        # room for a whole cluster of near-duplicates per query before a retry is needed
+        cap = max(1024, queries.shape[0] * 16)
         while True:
-            out = [np.empty(cap, dtype=np.int64) for _ in range(3)]
-            if radii is None:
-                count = kernels.scan_search(self.words, queries, threshold, *out)
+            out = np.empty((3, cap), dtype=np.int64)
+            if plan is None:
+                count = kernels.scan_search(self.words, queries, threshold, out[0], out[1], out[2])
             else:
                 assert self.starts is not None
                 count = kernels.mih_search(
-                    self.words, queries, threshold, self.starts, self.lengths, radii,
-                    self.table_base, self.offsets, self.perm, *out,
+                    self.words, queries, threshold, self.starts, self.lengths,
+                    self.table_base, self.offsets, self.perm, *plan, out[0], out[1], out[2],
                 )  # fmt: skip
             if count <= cap:
                 break
             cap = count
-        q, r, d = (a[:count] for a in out)
-        if radii is not None and count > 1:
-            # a row can be reached through several tables: keep one (query, row) pair.
-            _, first = np.unique(q * self.rows + r, return_index=True)
-            q, r, d = q[first], r[first], d[first]
+        q, r, d = out[:, :count]
         return q, r, d
 
     # -- persistence ---------------------------------------------------------------------
@@ -424,7 +449,9 @@ class HammingIndex:
         qs, ids, ds = [], [], []
         for live in snap.lives:
             q, r, d = live.segment.search(words, threshold)
-            if live.dead.size and r.size:
+            if not r.size:
+                continue  # the common case for a lookup: no neighbour in this segment
+            if live.dead.size:
                 # dead is sorted: a binary search per hit, not a pass over all tombstones
                 pos = np.minimum(np.searchsorted(live.dead, r), live.dead.size - 1)
                 alive = live.dead[pos] != r
@@ -432,9 +459,10 @@ class HammingIndex:
             qs.append(q)
             ids.append(live.segment.ids[r])
             ds.append(d)
+        if len(qs) == 1:
+            return qs[0], ids[0], ds[0]
         if not qs:
-            empty = np.empty(0, dtype=np.int64)
-            return empty, empty, empty
+            return _NO_HITS
         return np.concatenate(qs), np.concatenate(ids), np.concatenate(ds)
 
     def _parallel(self, words: np.ndarray, threshold: int) -> tuple[np.ndarray, ...]:
@@ -457,6 +485,11 @@ class HammingIndex:
 
     @staticmethod
     def _group(n: int, q: np.ndarray, ids: np.ndarray, d: np.ndarray) -> list[list[Match]]:
+        if not q.size:
+            return [[] for _ in range(n)]
+        if n == 1:
+            order = np.lexsort((ids, d))
+            return [list(zip(ids[order].tolist(), d[order].tolist(), strict=True))]
         order = np.lexsort((ids, d, q))
         q, ids, d = q[order], ids[order], d[order]
         cuts = np.searchsorted(q, np.arange(n + 1))
