@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -239,11 +240,12 @@ def test_corrupted_segment_is_reported(saved: Path) -> None:
 
 
 def test_truncated_segment_is_reported(saved: Path) -> None:
-    perm = next(saved.glob("*.perm.npy"))
-    with perm.open("r+b") as fh:
-        fh.truncate(perm.stat().st_size - 100)
-    with pytest.raises(IndexCorruptError, match="truncated"):
+    overflow = next(saved.glob("*.overflow.npy"))
+    with overflow.open("r+b") as fh:
+        fh.truncate(overflow.stat().st_size - 100)
+    with pytest.raises(IndexCorruptError, match="truncated") as err:
         HammingIndex.load(saved, verify=False)
+    assert err.value.path == str(overflow)
 
 
 def test_missing_files_are_reported(saved: Path) -> None:
@@ -287,3 +289,13 @@ def test_searches_never_see_torn_state() -> None:
         assert len(index) == 20_000 - 12 * 40 + 2 * 40
         expected = [[(2 * k, 0), (2 * k + 1, 0)] if k % 3 else [] for k in range(60)]
         assert [[m for m in hits if m[0] < 1000] for hits in index.search(codes, 0)] == expected
+
+
+def test_an_older_format_is_refused_by_version(saved: Path) -> None:
+    manifest = saved / "manifest.json"
+    record = json.loads(manifest.read_text())
+    record["version"] = 1
+    manifest.write_text(json.dumps(record))
+    with pytest.raises(IndexCorruptError, match="unsupported version 1") as err:
+        HammingIndex.load(saved)
+    assert err.value.path == str(manifest)

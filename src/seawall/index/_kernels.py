@@ -76,25 +76,50 @@ def _extract(words: Any, row: int, start: int, length: int) -> Any:
 
 
 @njit(cache=True, nogil=True)
-def build_tables(words: Any, starts: Any, lengths: Any, table_base: Any, offsets: Any, perm: Any) -> None:
-    """Counting sort of the rows by each substring: ``offsets`` (concatenated, one run of
-    ``2**length + 1`` per table) and ``perm[t]`` (row numbers grouped by key)."""
+def build_tables(
+    words: Any, starts: Any, lengths: Any, table_base: Any, slots: Any, overflow_base: Any, overflow: Any
+) -> int:
+    """One slot per substring value and table: -1 for no row, the row itself when exactly one
+    row has that value (the common case at ~1 row per value, so a probe costs one memory read),
+    else ``-2 - position`` of ``[count, rows...]`` in the table's overflow area. Rows are grouped
+    by a counting sort (linear, no argsort). The tables' overflow areas are laid end to end from
+    the start of ``overflow`` (which must hold ``m * (n + n // 2)`` cells: a bucket there has at
+    least two rows); returns how many cells were used."""
     n = words.shape[0]
+    keys = np.empty(n, dtype=np.int64)
+    rows = np.empty(n, dtype=np.int32)
+    used = 0
     for t in range(starts.shape[0]):
-        base = table_base[t]
         size = 1 << lengths[t]
-        keys = np.empty(n, dtype=np.int64)
+        offsets = np.zeros(size + 1, dtype=np.int64)
         for i in range(n):
             k = _extract(words, i, starts[t], lengths[t])
             keys[i] = k
-            offsets[base + k + 1] += 1
+            offsets[k + 1] += 1
         for k in range(size):
-            offsets[base + k + 1] += offsets[base + k]
-        fill = offsets[base : base + size].copy()
+            offsets[k + 1] += offsets[k]
+        fill = offsets[:size].copy()
         for i in range(n):
-            k = keys[i]
-            perm[t, fill[k]] = i
-            fill[k] += 1
+            rows[fill[keys[i]]] = i
+            fill[keys[i]] += 1
+        base = table_base[t]
+        overflow_base[t] = used
+        pos = 0
+        for k in range(size):
+            lo = offsets[k]
+            c = offsets[k + 1] - lo
+            if c == 0:
+                slots[base + k] = -1
+            elif c == 1:
+                slots[base + k] = rows[lo]
+            else:
+                slots[base + k] = -2 - pos
+                overflow[used + pos] = c
+                for j in range(c):
+                    overflow[used + pos + 1 + j] = rows[lo + j]
+                pos += c + 1
+        used += pos
+    return used
 
 
 @njit(cache=True, nogil=True)
@@ -105,8 +130,9 @@ def mih_search(
     starts: Any,
     lengths: Any,
     table_base: Any,
-    offsets: Any,
-    perm: Any,
+    slots: Any,
+    overflow_base: Any,
+    overflow: Any,
     probe_table: Any,
     probe_mask: Any,
     out_q: Any,
@@ -115,61 +141,60 @@ def mih_search(
 ) -> int:
     """Probe table ``probe_table[p]`` at the query's substring XOR ``probe_mask[p]`` for every
     probe ``p`` of the plan (every key within the table's radius; see ``probe_plan``) and verify
-    each candidate's full distance. Returns (query, row, distance) triples; a row found through
-    several tables appears several times (the caller de-duplicates). Writes at most
-    ``len(out_q)`` triples and returns the full count, so the caller retries bigger when it
-    overflows (growing arrays inside the loop would cost reference counting per row).
+    each candidate's full distance. Returns (query, row, distance) triples, each (query, row)
+    once, grouped by query. Writes at most ``len(out_q)`` triples and returns the full count, so
+    the caller retries bigger when it overflows (growing arrays inside the loop would cost
+    reference counting per row).
 
-    Each query runs in phases (bucket bounds, candidate rows, distances) whose memory reads are
+    Each query runs in phases (slots, overflow buckets, distances) whose memory reads are
     independent of each other, prefetched far ahead, so the CPU overlaps dozens of cache misses
-    instead of waiting on a chain offsets -> perm -> code for every probe.
+    instead of waiting on a chain slot -> overflow -> code for every probe.
     """
     count = 0
     cap = out_q.shape[0]
-    rows = words.shape[0]
     n_words = words.shape[1]
     n_tables = starts.shape[0]
     n_probes = probe_mask.shape[0]
-    perm_flat = perm.reshape(-1)
     words_flat = words.reshape(-1)
     keys = np.empty(n_tables, dtype=np.int64)
-    slots = np.empty(n_probes, dtype=np.int64)
-    bounds = np.empty((n_probes, 2), dtype=np.int64)
-    cand = np.empty(4096, dtype=np.int64)
+    where = np.empty(n_probes, dtype=np.int64)
+    spill = np.empty(n_probes, dtype=np.int64)
+    cand = np.empty(max(4096, 2 * n_probes), dtype=np.int64)
     for qi in range(queries.shape[0]):
         q = queries[qi]
         for t in range(n_tables):
             keys[t] = _extract(queries, qi, starts[t], lengths[t])
         for p in range(n_probes):
             t = probe_table[p]
-            slots[p] = table_base[t] + (keys[t] ^ probe_mask[p])
-        # bucket bounds; only non-empty buckets are kept (about half are empty at ~1 row per key)
-        total = 0
-        n_full = 0
+            where[p] = table_base[t] + (keys[t] ^ probe_mask[p])
+        # slots: a row, nothing, or a bucket in the overflow area
+        c = 0
+        n_spill = 0
         for p in range(min(n_probes, _PREFETCH_AHEAD)):
-            _prefetch(offsets, slots[p])
+            _prefetch(slots, where[p])
         for p in range(n_probes):
             if p + _PREFETCH_AHEAD < n_probes:
-                _prefetch(offsets, slots[p + _PREFETCH_AHEAD])
-            lo = offsets[slots[p]]
-            hi = offsets[slots[p] + 1]
-            if hi > lo:
-                bounds[n_full, 0] = probe_table[p] * rows + lo
-                bounds[n_full, 1] = hi - lo
-                n_full += 1
-                total += hi - lo
-        if cand.shape[0] < total:
-            cand = np.empty(total * 2, dtype=np.int64)
-        # candidate rows
-        c = 0
-        for p in range(min(n_full, _PREFETCH_AHEAD)):
-            _prefetch(perm_flat, bounds[p, 0])
-        for p in range(n_full):
-            if p + _PREFETCH_AHEAD < n_full:
-                _prefetch(perm_flat, bounds[p + _PREFETCH_AHEAD, 0])
-            start = bounds[p, 0]
-            for j in range(start, start + bounds[p, 1]):
-                cand[c] = perm_flat[j]
+                _prefetch(slots, where[p + _PREFETCH_AHEAD])
+            # branch-free: which case a slot holds is random, so a branch would mispredict often
+            v = slots[where[p]]
+            cand[c] = v
+            c += int(v >= 0)
+            spill[n_spill] = overflow_base[probe_table[p]] - 2 - v
+            n_spill += int(v <= -2)
+        # buckets of several rows
+        for p in range(min(n_spill, _PREFETCH_AHEAD)):
+            _prefetch(overflow, spill[p])
+        for p in range(n_spill):
+            if p + _PREFETCH_AHEAD < n_spill:
+                _prefetch(overflow, spill[p + _PREFETCH_AHEAD])
+            at = spill[p]
+            size = overflow[at]
+            if c + size > cand.shape[0]:
+                grown = np.empty(2 * (c + size), dtype=np.int64)
+                grown[:c] = cand[:c]
+                cand = grown
+            for j in range(size):
+                cand[c] = overflow[at + 1 + j]
                 c += 1
         # full distances
         for k in range(min(c, _PREFETCH_AHEAD)):

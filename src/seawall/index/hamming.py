@@ -35,11 +35,13 @@ from seawall.index.storage import (
 )
 
 KIND = "seawall-hamming-index"
-VERSION = 1
+# 2: one slot per substring value (a row inline, or a bucket in the overflow area) instead of
+# offsets + row lists; version-1 folders are refused and the matcher rebuilds from the database.
+VERSION = 2
 
 # Segments below this many rows are scanned: a scan of 8k rows costs less than probing tables.
 SCAN_ONLY_ROWS = 8192
-# Substring tables never exceed 2**24 keys (64 MiB of offsets each).
+# Substring tables never exceed 2**24 keys (64 MiB of slots each).
 MAX_SUBSTRING_BITS = 24
 # Relative costs for choosing probe-vs-scan per segment and threshold (measured on x86: one
 # random table probe or candidate check ~ a cache miss; one sequential row ~ 1/16 of that).
@@ -95,6 +97,11 @@ def probe_radii(threshold: int, m: int) -> np.ndarray:
     return np.array([r if t <= a else r - 1 for t in range(m)], dtype=np.int64)
 
 
+def _bases(sizes: np.ndarray) -> np.ndarray:
+    """Start of each run when runs of these sizes are laid end to end."""
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
 def _ball(length: int, radius: int) -> int:
     return sum(math.comb(length, k) for k in range(radius + 1))
 
@@ -104,7 +111,7 @@ def probe_plan(lengths: tuple[int, ...], radii: tuple[int, ...]) -> tuple[np.nda
     """Every probe of a search as (table, XOR mask): all masks of at most ``radii[t]`` bits
     over table ``t``'s substring. Computed once per layout and threshold, so a query only
     XORs its keys with them. Within a table, masks that differ only in their low 4 bits are
-    adjacent: those probes read the same 64-byte line of offsets, one miss for the group."""
+    adjacent: those probes read the same 64-byte line of slots, one miss for the group."""
     tables: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     for t, (length, radius) in enumerate(zip(lengths, radii, strict=True)):
@@ -132,8 +139,9 @@ class Segment:
     starts: np.ndarray | None = None
     lengths: np.ndarray | None = None
     table_base: np.ndarray | None = None
-    offsets: np.ndarray | None = None  # int32, concatenated 2**len + 1 per table
-    perm: np.ndarray | None = None  # int32 (m, n)
+    slots: np.ndarray | None = None  # int32, 2**len per table, concatenated (see build_tables)
+    overflow_base: np.ndarray | None = None  # int64, where each table's overflow area starts
+    overflow: np.ndarray | None = None  # int32, [count, rows...] of buckets with 2+ rows
     _plans: dict[int, tuple[np.ndarray, np.ndarray] | None] = field(default_factory=dict, repr=False)
 
     @property
@@ -155,13 +163,14 @@ class Segment:
         if n < SCAN_ONLY_ROWS:
             return cls(name, ids, words)
         starts, lengths = substring_layout(words.shape[1] * 64, n)
-        sizes = (np.int64(1) << lengths) + 1
-        table_base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        offsets = _aligned_empty((int(sizes.sum()),), np.dtype(np.int32))
-        offsets[:] = 0
-        perm = _aligned_empty((lengths.shape[0], n), np.dtype(np.int32))
-        kernels.build_tables(words, starts, lengths, table_base, offsets, perm)
-        return cls(name, ids, words, starts, lengths, table_base, offsets, perm)
+        table_base = _bases(np.int64(1) << lengths)
+        slots = _aligned_empty((int((np.int64(1) << lengths).sum()),), np.dtype(np.int32))
+        # Sized for the worst case; only the used prefix is ever touched, so the rest of the
+        # reservation costs address space, not memory.
+        overflow = _aligned_empty((lengths.shape[0] * (n + n // 2),), np.dtype(np.int32))
+        overflow_base = np.empty(lengths.shape[0], dtype=np.int64)
+        used = kernels.build_tables(words, starts, lengths, table_base, slots, overflow_base, overflow)
+        return cls(name, ids, words, starts, lengths, table_base, slots, overflow_base, overflow[:used])
 
     def _use_tables(self, threshold: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The probe plan if probing is cheaper than a scan at this threshold, else None."""
@@ -194,7 +203,8 @@ class Segment:
                 assert self.starts is not None
                 count = kernels.mih_search(
                     self.words, queries, threshold, self.starts, self.lengths,
-                    self.table_base, self.offsets, self.perm, *plan, out[0], out[1], out[2],
+                    self.table_base, self.slots, self.overflow_base, self.overflow, *plan,
+                    out[0], out[1], out[2],
                 )  # fmt: skip
             if count <= cap:
                 break
@@ -207,7 +217,7 @@ class Segment:
     def save(self, folder: Path) -> dict[str, Any]:
         files: dict[str, Any] = {}
         parts: dict[str, np.ndarray | None] = {
-            "ids": self.ids, "words": self.words, "offsets": self.offsets, "perm": self.perm,
+            "ids": self.ids, "words": self.words, "slots": self.slots, "overflow": self.overflow,
         }  # fmt: skip
         for part, array in parts.items():
             if array is None:
@@ -219,8 +229,10 @@ class Segment:
                 _remember(folder / fname, known)
             files[part] = known
         record: dict[str, Any] = {"name": self.name, "rows": self.rows, "files": files}
-        if self.lengths is not None:
+        if self.lengths is not None and self.overflow_base is not None and self.overflow is not None:
             record["lengths"] = [int(x) for x in self.lengths]
+            ends = [*self.overflow_base[1:], self.overflow.shape[0]]
+            record["overflow_sizes"] = [int(e - b) for b, e in zip(self.overflow_base, ends, strict=True)]
         return record
 
     @classmethod
@@ -230,6 +242,7 @@ class Segment:
             rows = int(record["rows"])
             files = dict(record["files"])
             lengths_list = record.get("lengths")
+            spill_list = record.get("overflow_sizes")
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(folder / "manifest.json", "malformed segment record") from exc
 
@@ -244,15 +257,25 @@ class Segment:
         words = part("words", "<u8", (rows, words_per_code))
         if lengths_list is None:
             return cls(name, ids, words)
-        lengths = np.array(lengths_list, dtype=np.int64)
-        if int(lengths.sum()) != words_per_code * 64 or (lengths > MAX_SUBSTRING_BITS).any():
+        try:
+            lengths = np.array(lengths_list, dtype=np.int64)
+            spill_sizes = np.array(spill_list, dtype=np.int64)
+        except (TypeError, ValueError) as exc:
+            raise IndexCorruptError(folder / "manifest.json", f"segment {name}: bad layout") from exc
+        if (
+            lengths.ndim != 1
+            or int(lengths.sum()) != words_per_code * 64
+            or (lengths > MAX_SUBSTRING_BITS).any()
+            or (lengths < 1).any()
+            or spill_sizes.shape != lengths.shape
+            or (spill_sizes < 0).any()
+        ):
             raise IndexCorruptError(folder / "manifest.json", f"segment {name}: bad layout")
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        sizes = (np.int64(1) << lengths) + 1
-        table_base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        offsets = part("offsets", "<i4", (int(sizes.sum()),))
-        perm = part("perm", "<i4", (lengths.shape[0], rows))
-        return cls(name, ids, words, starts, lengths, table_base, offsets, perm)
+        starts = _bases(lengths)
+        table_base = _bases(np.int64(1) << lengths)
+        slots = part("slots", "<i4", (int((np.int64(1) << lengths).sum()),))
+        overflow = part("overflow", "<i4", (int(spill_sizes.sum()),))
+        return cls(name, ids, words, starts, lengths, table_base, slots, _bases(spill_sizes), overflow)
 
 
 # Records (size, SHA-256) of segment files this process wrote or loaded: segment files are
