@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import os
 import resource
@@ -49,27 +50,134 @@ def flip_bits(codes: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -
     return np.packbits(bits ^ mask, axis=1)
 
 
+def _jpeg(image: Any, quality: int) -> Any:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+# Near-duplicate edits (PDQ survives these; crops, rotations and borders it does not, so they are
+# left out). The listed copies of a picture and the copies that come back as queries differ.
+def _listed_edits(im: Any) -> list[Any]:
+    from PIL import ImageEnhance, ImageFilter, ImageOps
+
+    return [
+        im,
+        _jpeg(im, 60),
+        _jpeg(im, 30),
+        im.resize((im.width // 2, im.height // 2)),
+        ImageEnhance.Brightness(im).enhance(1.2),
+        ImageEnhance.Contrast(im).enhance(0.8),
+        ImageOps.grayscale(im),
+        im.filter(ImageFilter.GaussianBlur(1.5)),
+        _jpeg(im.resize((im.width * 3 // 4, im.height * 3 // 4)), 70),
+    ]
+
+
+def _query_edits(im: Any) -> list[Any]:
+    from PIL import ImageEnhance, ImageFilter, ImageOps
+
+    return [
+        _jpeg(ImageEnhance.Brightness(im).enhance(0.85), 50),
+        im.resize((im.width * 3 // 5, im.height * 3 // 5)),
+        ImageOps.grayscale(im.filter(ImageFilter.GaussianBlur(1))),
+        _jpeg(ImageEnhance.Contrast(im).enhance(1.2), 80),
+    ]
+
+
+def _pdq(image: Any) -> np.ndarray:
+    from seawall.signals.pdq import pdq_hash_rgb
+
+    return np.frombuffer(pdq_hash_rgb(np.asarray(image.convert("RGB")))[0], dtype=np.uint8)
+
+
+def _picture_family(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from seawall.media.synthetic import benign_image
+
+    im = benign_image(seed, 384, 288)
+    return np.stack([_pdq(e) for e in _listed_edits(im)]), np.stack([_pdq(e) for e in _query_edits(im)])
+
+
+PICTURES = 300  # listed pictures (9 copies each) and 1000 unlisted ones
+UNLISTED_SEED = 1_000_000
+
+
+def _unlisted(seed: int) -> np.ndarray:
+    from seawall.media.synthetic import benign_image
+
+    return _pdq(benign_image(seed, 384, 288))
+
+
+def picture_codes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real PDQ codes of generated benign pictures: (listed (PICTURES, 9, 32) — each picture and
+    8 near-duplicate edits, near queries (PICTURES, 4, 32) — other edits of the same pictures,
+    far queries (1000, 32) — pictures not listed). Hashed once (~10 s) and cached in the temp
+    folder, since every engine's process needs the same codes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    cache = Path(tempfile.gettempdir()) / f"seawall-bench-pictures-{PICTURES}-v1.npz"
+    if cache.exists():
+        with np.load(cache) as saved:
+            return saved["listed"], saved["near"], saved["far"]
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        families = list(pool.map(_picture_family, range(PICTURES), chunksize=10))
+        far = np.stack(list(pool.map(_unlisted, range(UNLISTED_SEED, UNLISTED_SEED + 1000), chunksize=50)))
+    listed = np.stack([f[0] for f in families])
+    near = np.stack([f[1] for f in families])
+    partial = cache.with_suffix(".partial.npz")
+    np.savez(partial, listed=listed, near=near, far=far)
+    partial.replace(cache)
+    return listed, near, far
+
+
+def balanced_codes(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Random codes with exactly 128 of 256 bits set, as PDQ's median threshold makes them."""
+    keys = rng.random((n, BITS), dtype=np.float32)
+    bits = keys < np.partition(keys, BITS // 2, axis=1)[:, BITS // 2 : BITS // 2 + 1]
+    return np.packbits(bits, axis=1)
+
+
 def make_data(n: int, dataset: str, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, queries). ``clustered``: centres with members 0-16 bits away, as edits of one
-    picture are (re-encodes, crops, filters); queries then hit whole clusters."""
+    """(codes, queries).
+
+    ``uniform``: random codes; queries are 1000 entries with 0..31 bits flipped (evenly spread)
+    and 1000 random codes.
+
+    ``clustered``: real lists hold clusters — a picture and its re-encodes, resizes, filters.
+    The set holds real PDQ codes of PICTURES generated pictures with 8 edits each; the queries
+    are 1000 other edits of those pictures (each hits a whole cluster) and 1000 codes of
+    pictures not listed. The rest of the N entries are clusters of 9 around balanced random
+    centres, each member as far from its centre as a real edit is from its picture (sampled
+    from the distances measured on the real ones), so buckets are as uneven as real lists'.
+    """
     rng = _rng(seed)
     if dataset == "uniform":
         codes = rng.integers(0, 256, size=(n, BITS // 8), dtype=np.uint8)
-    else:
-        size = 20
-        centres = rng.integers(0, 256, size=(n // size + 1, BITS // 8), dtype=np.uint8)
-        codes = np.empty((n, BITS // 8), dtype=np.uint8)
-        chunk = 100_000  # flip_bits needs ~30 bytes per bit of the chunk
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            rows = np.arange(start, stop)
-            flips = rng.integers(0, 17, size=stop - start)
-            codes[start:stop] = flip_bits(centres[rows // size], flips, rng)
-    qrng = _rng(seed + 1)
-    near = codes[qrng.integers(0, n, 1000)]
-    near = flip_bits(near, np.arange(1000) % (THRESHOLD + 1), qrng)
-    far = qrng.integers(0, 256, size=(1000, BITS // 8), dtype=np.uint8)
-    return codes, np.concatenate([near, far])
+        qrng = _rng(seed + 1)
+        near = codes[qrng.integers(0, n, 1000)]
+        near = flip_bits(near, np.arange(1000) % (THRESHOLD + 1), qrng)
+        far = qrng.integers(0, 256, size=(1000, BITS // 8), dtype=np.uint8)
+        return codes, np.concatenate([near, far])
+    listed, near_real, far_real = picture_codes()
+    real = listed.reshape(-1, BITS // 8)
+    originals = np.repeat(listed[:, :1], listed.shape[1] - 1, axis=1).reshape(-1, BITS // 8)
+    edit_distances = np.unpackbits(originals ^ listed[:, 1:].reshape(-1, BITS // 8), axis=1).sum(axis=1)
+    size = listed.shape[1]
+    codes = np.empty((n, BITS // 8), dtype=np.uint8)
+    synthetic = n - real.shape[0]
+    chunk = 99_999  # a multiple of the cluster size; flip_bits needs ~30 bytes per bit of the chunk
+    for start in range(0, synthetic, chunk):
+        stop = min(synthetic, start + chunk)
+        centres = balanced_codes((stop - start + size - 1) // size, rng)
+        members = np.repeat(centres, size, axis=0)[: stop - start]
+        flips = rng.choice(edit_distances, size=stop - start)
+        flips[::size] = 0  # the centre itself, as the unedited picture
+        codes[start:stop] = flip_bits(members, flips, rng)
+    codes[synthetic:] = real  # (where they sit does not matter: ids are only labels)
+    near = near_real.reshape(-1, BITS // 8)[:1000]
+    return codes, np.concatenate([near, far_real])
 
 
 def rss_mb() -> float:
