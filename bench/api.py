@@ -6,6 +6,12 @@ throughput measured in the same run (the floor of the stack: routing, middleware
 Goal on 2 cores: >= 2,000 single lookups/s with p99 < 25 ms at 1M entries.
 
     .venv/bin/python bench/api.py [--entries 1000000] [--seconds 10] [--connections 16] [--workers 2]
+                                  [--home PATH]
+
+``--home PATH`` keeps the seeded home folder at PATH and reuses it on the next run (seeding 1M
+entries takes a minute or two), to iterate faster; a reused home carries the earlier runs' match log
+(and so, soon, quarantined entries), so figures for the record come from a fresh one. Without it a
+temporary folder is used and removed (``BENCH_KEEP=1`` keeps it).
 
 Needs wrk (Debian package `wrk`); everything runs on 127.0.0.1.
 """
@@ -26,6 +32,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -40,8 +47,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def seed(entries: int, env: dict[str, str]) -> tuple[str, list[str], list[bytes]]:
-    """Create the list (random PDQ codes plus a few benign pictures) and a partner key."""
+def seed(entries: int, env: dict[str, str], home: Path) -> tuple[str, list[str], list[bytes]]:
+    """Create the list (random PDQ codes plus a few benign pictures) and a partner key.
+
+    What was seeded is noted in ``home/bench-seed.json``, so a kept home is reused as it is."""
+    import json
+
+    noted = home / "bench-seed.json"
+    if noted.exists():
+        data = json.loads(noted.read_text())
+        if data.get("entries") != entries:
+            sys.exit(f"{home} was seeded with {data.get('entries'):,} entries, not {entries:,}")
+        return _queries(data)
     code = f"""
 import json, io, numpy as np, sys
 from seawall.db import default_sessionmaker, transaction
@@ -58,7 +75,8 @@ pictures = []
 with transaction(factory) as s:
     hl = lists_service.create_list(s, SYSTEM, name="bench", kind="hash")
     key = auth_service.create_api_key(s, SYSTEM, name="bench", scopes=["match"]).secret
-    folder = pathlib.Path(tempfile.mkdtemp())
+    folder = pathlib.Path({str(home)!r}) / "bench-pictures"
+    folder.mkdir(exist_ok=True)
     records = []
     for i in range(8):
         p = folder / f"p{{i}}.jpg"; benign_image(900 + i, 1024, 768).save(p, quality=88)
@@ -81,9 +99,13 @@ print(json.dumps({{"key": key, "pictures": pictures, "planted": planted}}))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         sys.exit(done.stderr)
-    import json
-
     data = json.loads(done.stdout.strip().splitlines()[-1])
+    data["entries"] = entries
+    noted.write_text(json.dumps(data))
+    return _queries(data)
+
+
+def _queries(data: dict[str, Any]) -> tuple[str, list[str], list[bytes]]:
     pictures = [Path(p).read_bytes() for p in data["pictures"]]
     # Queries as a platform sees them: mostly unrelated uploads, 2% near copies of listed codes
     # (distance 0-31, each must match, and each match is recorded).
@@ -176,16 +198,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--home", type=Path, help="seed into PATH and keep it; reuse it if seeded already")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/api.py needs wrk: apt-get install wrk")
-    home = Path(tempfile.mkdtemp(prefix="seawall-bench-api-"))
+    keep = bool(args.home or os.environ.get("BENCH_KEEP"))
+    home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="seawall-bench-api-"))
+    home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SEAWALL_HOME": str(home), "SEAWALL_LOG_LEVEL": "WARNING", "SEAWALL_LOG_JSON": "true"}
     env.pop("SEAWALL_DATABASE_URL", None)
     subprocess.run([SEAWALL, "db", "upgrade"], env=env, check=True, capture_output=True)
     t0 = time.monotonic()
-    key, queries, pictures = seed(args.entries, env)
-    print(f"seeded {args.entries:,} PDQ entries in {time.monotonic() - t0:.0f} s")
+    reused = (home / "bench-seed.json").exists()
+    key, queries, pictures = seed(args.entries, env, home)
+    if reused:
+        print(f"reusing {home} ({args.entries:,} PDQ entries)")
+    else:
+        print(f"seeded {args.entries:,} PDQ entries in {time.monotonic() - t0:.0f} s")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server_log = Path(tempfile.mkdtemp()) / "server.log"
@@ -227,7 +256,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-        if not os.environ.get("BENCH_KEEP"):
+        if not keep:
             shutil.rmtree(home, ignore_errors=True)
         else:
             print(f"kept {home}")

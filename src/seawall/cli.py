@@ -104,7 +104,7 @@ def serve(
     database = settings.masked()["effective_database_url"]
     err.print(f"Seawall {__version__} serving on [bold]http://{host}:{port}[/bold]  (database: {database})")
     uvicorn.run(
-        "seawall.web.app:create_app",
+        "seawall.web.app:serve_app",
         factory=True,
         host=host,
         port=port,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -119,3 +122,51 @@ def default_engine() -> Engine:
 
 def default_sessionmaker(*, writes: bool = True) -> sessionmaker[Session]:
     return make_sessionmaker(default_engine(), writes=writes)
+
+
+class _WriterTurn:
+    """One process's side of a file lock shared by the processes writing to one SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.threads = threading.Lock()  # this process's writers queue here, without touching the file
+        self.fd: int | None = None
+        self.pid = os.getpid()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self.threads:
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+_writer_turns: dict[str, _WriterTurn] = {}
+_writer_turns_lock = threading.Lock()
+
+
+@contextmanager
+def writer_turn(session: Session) -> Iterator[None]:
+    """Queue for the SQLite write lock on a file lock beside the database (``<file>-writelock``).
+
+    SQLite admits one writer and its busy handler sleeps and polls (1, 2, 5 … 100 ms), so under
+    load a short write can wait tens of milliseconds for a lock that was free for most of that
+    time; the kernel hands a file lock to the next waiter the moment it is released. For short,
+    frequent writes from several processes (the match log). PostgreSQL queues writers on row
+    locks itself, and a private in-memory SQLite has no other writer: both pass straight through."""
+    url = session.get_bind().engine.url
+    database = url.database if url.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    path = os.path.abspath(database) + "-writelock"
+    with _writer_turns_lock:
+        turn = _writer_turns.get(path)
+        if turn is None or turn.pid != os.getpid():  # a forked child needs a lock of its own
+            turn = _writer_turns[path] = _WriterTurn(path)
+    with turn.held():
+        yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import uuid
@@ -9,12 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi import Query as QueryParam
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
@@ -41,15 +47,15 @@ from seawall.matching.schemas import (
 )
 from seawall.media.errors import MediaError
 from seawall.signals.base import get_signal_type
-from seawall.web.deps import get_db, require
+from seawall.web.deps import get_db, recently_checked_key, require
 
 router = APIRouter(prefix="/v1", tags=["matching"])
 admin_router = APIRouter(prefix="/v1", tags=["policies and webhooks"])
 _CHUNK = 1024 * 1024
 
 
-def _indexes(request: Request) -> MatchIndexes:
-    indexes: MatchIndexes = request.app.state.match_indexes
+def _fresh_indexes(state: State) -> MatchIndexes:
+    indexes: MatchIndexes = state.match_indexes
     indexes.ensure_fresh()
     return indexes
 
@@ -112,8 +118,6 @@ def hash_upload(file: UploadFile, request: Request, _: Principal = Depends(requi
 
 @router.post("/match", response_model=MatchOut, summary="Match an uploaded file, JSON signals, or a fetched URL")
 async def match(request: Request, principal: Principal = Depends(require("match"))) -> MatchOut:
-    from starlette.concurrency import run_in_threadpool
-
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
@@ -133,7 +137,7 @@ def _match_upload(request: Request, principal: Principal, upload: UploadFile, li
     settings = _settings(request)
     with spooled_upload(upload, settings) as path:
         hashed = hash_path(path, upload.filename or "upload")
-    return _run(request, principal, service.Query.from_hash(hashed), lists, None, hashed)
+    return _run(request.app.state, principal, service.Query.from_hash(hashed), lists, None, hashed)
 
 
 def _match_json(request: Request, principal: Principal, body: MatchRequest) -> MatchOut:
@@ -154,30 +158,66 @@ def _match_json(request: Request, principal: Principal, body: MatchRequest) -> M
             Path(name).unlink(missing_ok=True)
         query = service.Query.from_hash(hashed)
         query.url = body.url
-        return _run(request, principal, query, body.lists, body.include_low_quality, hashed)
+        return _run(request.app.state, principal, query, body.lists, body.include_low_quality, hashed)
     query = service.Query(signals=_validated(body.signal_pairs()), url=body.url)
-    return _run(request, principal, query, body.lists, body.include_low_quality, None)
+    return _run(request.app.state, principal, query, body.lists, body.include_low_quality, None)
 
 
 def _run(
-    request: Request,
+    state: State,
     principal: Principal,
     query: service.Query,
     lists: list[str] | None,
     include_low_quality: bool | None,
     hashed: dict[str, Any] | None,
+    hits: list[service.Hit] | None = None,
 ) -> MatchOut:
-    settings = _settings(request)
+    """Match (or, given ``hits``, only describe and decide them), record a match, and answer."""
+    settings: Settings = state.settings
     # Matching only reads; only a match is written, in a short transaction of its own.
-    with request.app.state.read_sessionmaker() as db:
+    with state.read_sessionmaker() as db:
         outcome = service.evaluate(
-            db, _indexes(request), query, settings, principal, lists=lists, include_low_quality=include_low_quality
+            db,
+            _fresh_indexes(state),
+            query,
+            settings,
+            principal,
+            lists=lists,
+            include_low_quality=include_low_quality,
+            hits=hits,
         )
     if outcome.matches:
-        with request.app.state.sessionmaker() as db:
-            service.record_match(db, settings, principal, query, outcome)
-            db.commit()
+        service.record_matches(state.sessionmaker, settings, principal, [(query, outcome)])
     return _respond(outcome, hashed)
+
+
+# A miss's answer, less its match id: only the id differs from one miss to the next. Encoded as
+# Starlette's JSONResponse encodes, so the bytes are the same as the route's own.
+_MISS_HEAD, _MISS_TAIL = (
+    json.dumps(
+        service.MatchOutcome("@", [], policies.Decision()).as_dict() | {"signals": None},
+        ensure_ascii=False,
+        allow_nan=False,
+        indent=None,
+        separators=(",", ":"),
+    )
+    .encode()
+    .split(b'"@"')
+)
+
+
+async def _lookup(state: State, principal: Principal, query: service.Query, lists: list[str] | None) -> Response:
+    """One hash. A miss is answered on the event loop from memory (no thread hop, no database); a hit,
+    rare, is described, decided and recorded in the thread pool."""
+    indexes: MatchIndexes = state.match_indexes
+    if indexes.is_stale():
+        await run_in_threadpool(indexes.ensure_fresh)
+    hits = service.find_hits(None, indexes, query, state.settings, lists=lists, principal=principal)
+    if hits:
+        out = await run_in_threadpool(_run, state, principal, query, lists, None, None, hits)
+        return JSONResponse(out.model_dump())
+    body = b"".join((_MISS_HEAD, b'"', str(uuid.uuid4()).encode(), b'"', _MISS_TAIL))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/match", response_model=MatchOut, summary="Look up one hash")
@@ -188,51 +228,111 @@ async def match_one(
     lists: list[str] | None = QueryParam(None),
     principal: Principal = Depends(require("match")),
 ) -> Response:
-    """The hottest route: a miss is answered on the event loop from memory (no thread hop, no
-    database); a hit, rare, is described, decided and recorded in the thread pool."""
-    from starlette.concurrency import run_in_threadpool
-
+    """The hottest route. Most calls are answered before they get here, by ``SingleLookup`` (the same
+    answer, without the framework's routing and dependency machinery); this route answers the rest."""
     query = service.Query(signals=_validated([(signal_type, value)]))
-    indexes: MatchIndexes = request.app.state.match_indexes
-    if indexes.is_stale():
-        await run_in_threadpool(indexes.ensure_fresh)
-    hits = service.find_hits(None, indexes, query, _settings(request), lists=lists, principal=principal)
-    if hits:
-        out = await run_in_threadpool(_run, request, principal, query, lists, None, None)
-        return JSONResponse(out.model_dump())
-    return JSONResponse(service.MatchOutcome(str(uuid.uuid4()), [], policies.Decision()).as_dict() | {"signals": None})
+    return await _lookup(request.app.state, principal, query, lists)
+
+
+_SINGLE_ROUTE = next(
+    r for r in router.routes if isinstance(r, APIRoute) and r.path == "/v1/match" and "GET" in (r.methods or ())
+)
+
+
+class SingleLookup:
+    """GET /v1/match as a plain ASGI middleware: FastAPI's routing, dependency solving and parameter
+    validation cost about two thirds of a lookup, and this is the call partners make most.
+
+    It answers only when its answer is certainly the route's own: exactly the parameters
+    ``signal_type`` and ``value`` (and any ``lists``), a valid value, and an API key with the
+    ``match`` scope checked in the last seconds (so no I/O). Anything else (no key, a key not
+    cached, a cookie, a bad value, a repeated or unknown parameter…) goes on to the route, which
+    answers as it always has, errors included. Installed inside the observability middleware, so
+    request ids, metrics and access lines are the same."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/match" and scope["method"] == "GET":
+            args = _single_lookup_args(scope)
+            if args is not None:
+                response = await _lookup(scope["app"].state, *args)
+                scope["route"] = _SINGLE_ROUTE  # what routing would have set (the metrics name it)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _single_lookup_args(scope: Scope) -> tuple[Principal, service.Query, list[str] | None] | None:
+    """(principal, query, lists) when the fast path may answer, else None: the route decides."""
+    if scope.get("root_path"):
+        return None
+    principal = recently_checked_key(scope, "match")
+    if principal is None:
+        return None
+    signal_type: str | None = None
+    value: str | None = None
+    lists: list[str] = []
+    for name, given in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+        if name == "signal_type" and signal_type is None:
+            signal_type = given
+        elif name == "value" and value is None:
+            value = given
+        elif name == "lists":
+            lists.append(given)
+        else:
+            return None
+    if signal_type is None or value is None:
+        return None
+    try:
+        normalised = get_signal_type(signal_type).validate(value)
+    except (KeyError, ValueError):
+        return None
+    return principal, service.Query(signals={signal_type: [normalised]}), lists or None
 
 
 @router.post("/match/batch", response_model=BatchOut, summary="Look up to 1000 hashes in one request")
 def match_batch(body: BatchRequest, request: Request, principal: Principal = Depends(require("match"))) -> BatchOut:
-    indexes, settings = _indexes(request), _settings(request)
+    """Every hash of the batch is searched in one index call per list; only the hits are then
+    described, decided (one read of the database for all of them) and recorded."""
+    state = request.app.state
+    indexes, settings = _fresh_indexes(state), _settings(request)
+    items: list[tuple[str, str] | None] = []
+    errors: dict[int, str] = {}
+    for i, item in enumerate(body.signals):
+        try:
+            items.append((item.signal_type, _validated([(item.signal_type, item.value)])[item.signal_type][0]))
+        except HTTPException as exc:
+            items.append(None)
+            errors[i] = exc.detail
+    found = service.search_signals(indexes, items, lists=body.lists, principal=principal)
+    hit = [i for i, hits in enumerate(found) if hits]
+    outcomes: dict[int, service.MatchOutcome] = {}
+    if hit:
+        with state.read_sessionmaker() as db:
+            decided = service.decide_hits(db, indexes, [found[i] for i in hit], [None] * len(hit))
+        outcomes = {i: outcome for i, outcome in zip(hit, decided, strict=True) if outcome.matches}
     results: list[BatchItem] = []
     matched: list[tuple[service.Query, service.MatchOutcome]] = []
-    with request.app.state.read_sessionmaker() as db:
-        for item in body.signals:
-            try:
-                query = service.Query(signals=_validated([(item.signal_type, item.value)]))
-            except HTTPException as exc:
-                results.append(
-                    BatchItem(signal_type=item.signal_type, value=item.value, matches=[], actions=[], error=exc.detail)
-                )
-                continue
-            outcome = service.evaluate(db, indexes, query, settings, principal, lists=body.lists)
-            if outcome.matches:
-                matched.append((query, outcome))
+    for i, (item, valid) in enumerate(zip(body.signals, items, strict=True)):
+        if valid is None:
             results.append(
-                BatchItem(
-                    signal_type=item.signal_type,
-                    value=query.signals[item.signal_type][0],
-                    matches=outcome.matches,
-                    actions=outcome.decision.actions,
-                )
+                BatchItem(signal_type=item.signal_type, value=item.value, matches=[], actions=[], error=errors[i])
             )
-    if matched:
-        with request.app.state.sessionmaker() as db:
-            for query, outcome in matched:
-                service.record_match(db, settings, principal, query, outcome)
-            db.commit()
+            continue
+        outcome = outcomes.get(i)
+        if outcome is not None:
+            matched.append((service.Query(signals={valid[0]: [valid[1]]}), outcome))
+        results.append(
+            BatchItem(
+                signal_type=item.signal_type,
+                value=valid[1],
+                matches=outcome.matches if outcome else [],
+                actions=outcome.decision.actions if outcome else [],
+            )
+        )
+    service.record_matches(state.sessionmaker, settings, principal, matched)
     return BatchOut(results=results)
 
 
@@ -244,14 +344,14 @@ def match_url(body: UrlMatchIn, request: Request, principal: Principal = Depends
         normalize_url(body.url)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    outcome = _run(request, principal, service.Query(url=body.url), body.lists, None, None)
+    outcome = _run(request.app.state, principal, service.Query(url=body.url), body.lists, None, None)
     keep = ("list", "entry_id", "value", "level", "category", "labels", "allowlist")
     return SimpleMatches(matches=[{k: m.get(k) for k in keep} for m in outcome.matches])
 
 
 @router.post("/match/text", response_model=SimpleMatches, summary="Match text against keyword lists")
 def match_text(body: TextMatchIn, request: Request, principal: Principal = Depends(require("match"))) -> SimpleMatches:
-    outcome = _run(request, principal, service.Query(text=body.text), body.lists, None, None)
+    outcome = _run(request.app.state, principal, service.Query(text=body.text), body.lists, None, None)
     ordered = sorted(outcome.matches, key=lambda m: (m["start"], m["end"], m["entry_id"]))
     keep = ("list", "entry_id", "term", "start", "end", "category", "labels")
     return SimpleMatches(matches=[{k: m.get(k) for k in keep} for m in ordered])

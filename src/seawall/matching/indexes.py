@@ -189,18 +189,34 @@ class MatchIndexes:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("index refresh failed")
 
+    def warm_up(self) -> None:
+        """Search each binary index once, so that its compiled search code is loaded now rather than
+        by the first request (a server then sets what it loaded aside from garbage collection)."""
+        for index in list(self.lists.values()):
+            for signal_type, hamming in list(index.binary.items()):
+                if len(hamming):
+                    hamming.search(np.zeros((1, hamming.bits // 8), dtype=np.uint8), index.threshold(signal_type))
+
     def is_stale(self, max_age: float = 1.0) -> bool:
         return time.monotonic() - self.last_refresh > max_age
 
     def ensure_fresh(self, max_age: float = 1.0) -> None:
         """Refresh now if the background thread has fallen behind (or is not running)."""
         if self.is_stale(max_age):
-            self.refresh()
+            self.refresh(max_age)
 
     # -- refreshing ------------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        with self._lock, self.factory() as session:
+    def refresh(self, max_age: float | None = None) -> None:
+        """Apply the lists' changes now; with ``max_age``, only if still stale once it is this
+        thread's turn (requests that found the index stale together then cause one refresh, not one each)."""
+        with self._lock:
+            if max_age is not None and not self.is_stale(max_age):
+                return
+            self._refresh()
+
+    def _refresh(self) -> None:
+        with self.factory() as session:
             rows = session.execute(select(HashList)).scalars().all()
             seen = set()
             for row in rows:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.db import utcnow
+from seawall.db import utcnow, writer_turn
 from seawall.lists.models import Entry
 from seawall.matching import policies, webhooks
 from seawall.matching.indexes import ListIndex, MatchIndexes
@@ -133,6 +133,19 @@ def _search_vpdq(session: Session, index: ListIndex, frames: list[dict[str, Any]
     return hits
 
 
+def usable_lists(
+    indexes: MatchIndexes, lists: Iterable[str] | None, principal: Principal | None
+) -> Iterator[ListIndex]:
+    """The enabled lists a search covers: all, or only ``lists``, and only those the caller may use."""
+    wanted = set(lists) if lists is not None else None
+    for index in list(indexes.lists.values()):
+        if not index.enabled or (wanted is not None and index.name not in wanted):
+            continue
+        if principal is not None and not principal.can_use_list(index.name):
+            continue
+        yield index
+
+
 def find_hits(
     session: Session | None,
     indexes: MatchIndexes,
@@ -144,15 +157,10 @@ def find_hits(
     include_low_quality: bool | None = None,
 ) -> list[Hit]:
     """Every entry of every enabled list (optionally only ``lists``) within its threshold of the query."""
-    wanted = set(lists) if lists is not None else None
     low_ok = settings.match_low_quality if include_low_quality is None else include_low_quality
     pdq_ok = low_ok or query.pdq_quality is None or query.pdq_quality >= MIN_PDQ_QUALITY
     hits: list[Hit] = []
-    for index in list(indexes.lists.values()):
-        if not index.enabled or (wanted is not None and index.name not in wanted):
-            continue
-        if principal is not None and not principal.can_use_list(index.name):
-            continue
+    for index in usable_lists(indexes, lists, principal):
         if index.kind == "hash":
             for signal_type, values in query.signals.items():
                 if signal_type in index.binary:
@@ -178,16 +186,60 @@ def find_hits(
     return hits
 
 
+def search_signals(
+    indexes: MatchIndexes,
+    items: Sequence[tuple[str, str] | None],
+    *,
+    lists: Iterable[str] | None = None,
+    principal: Principal | None = None,
+) -> list[list[Hit]]:
+    """``find_hits`` for many single signals at once, in one index search per list and signal type.
+
+    ``items`` are validated ``(signal_type, value)`` pairs (None for an item that was not valid: it
+    finds nothing); the result is each item's hits, in order. The same as calling ``find_hits`` with
+    ``Query(signals={signal_type: [value]})`` item by item, without paying the index's fixed cost per
+    call n times (a search of n codes costs far less than n searches of one)."""
+    out: list[list[Hit]] = [[] for _ in items]
+    positions: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if item is not None:
+            positions.setdefault(item[0], []).append(i)
+    for index in usable_lists(indexes, lists, principal):
+        if index.kind != "hash":
+            continue
+        for signal_type, where in positions.items():
+            values = [item[1] for i in where if (item := items[i]) is not None]
+            if signal_type in index.binary:
+                hamming = index.binary[signal_type]
+                if not len(hamming):
+                    continue
+                found = hamming.search(_pdq_codes(values), index.threshold(signal_type))
+                for i, row in zip(where, found, strict=True):
+                    out[i].extend(Hit(index.id, int(e), signal_type, int(d)) for e, d in row)
+            elif signal_type in index.exact:
+                exact = index.exact[signal_type]
+                keys = [bytes.fromhex(v) for v in values]
+                fits = [(i, k) for i, k in zip(where, keys, strict=True) if len(k) == exact.key_size]
+                for (i, _), ids in zip(fits, exact.lookup([k for _, k in fits]), strict=True):
+                    out[i].extend(Hit(index.id, e, signal_type) for e in ids)
+    return out
+
+
+def _active_entries(session: Session, entry_ids: set[int]) -> dict[int, Entry]:
+    if not entry_ids:
+        return {}
+    rows = session.scalars(select(Entry).where(Entry.id.in_(entry_ids), Entry.status == "active"))
+    return {e.id: e for e in rows}
+
+
 def describe_hits(session: Session, indexes: MatchIndexes, hits: list[Hit]) -> list[dict[str, Any]]:
     """Hits as the API shows them, checked against the database (an entry retired a moment ago is dropped)."""
     if not hits:
         return []
-    rows = {
-        e.id: e
-        for e in session.scalars(
-            select(Entry).where(Entry.id.in_({h.entry_id for h in hits}), Entry.status == "active")
-        )
-    }
+    return _describe(indexes, hits, _active_entries(session, {h.entry_id for h in hits}))
+
+
+def _describe(indexes: MatchIndexes, hits: list[Hit], rows: dict[int, Entry]) -> list[dict[str, Any]]:
     out = []
     for hit in sorted(hits, key=lambda h: (h.distance, h.list_id, h.entry_id)):
         entry = rows.get(hit.entry_id)
@@ -256,17 +308,32 @@ def evaluate(
     *,
     lists: Iterable[str] | None = None,
     include_low_quality: bool | None = None,
+    hits: list[Hit] | None = None,
 ) -> MatchOutcome:
-    """Match and decide by policy; reads only (recording is ``record_match``)."""
-    hits = find_hits(
-        session, indexes, query, settings, lists=lists, principal=principal, include_low_quality=include_low_quality
-    )
-    matches = describe_hits(session, indexes, hits)
-    outcome = MatchOutcome(str(uuid.uuid4()), matches, policies.Decision())
-    if matches:
-        paused = quarantined(session, (m["entry_id"] for m in matches))
-        outcome.decision = policies.decide(policies.load_rules(session), matches, query.media, paused)
-    return outcome
+    """Match and decide by policy; reads only (recording is ``record_match``). ``hits``: what
+    ``find_hits`` found for this query already (the caller searched first), to not search twice."""
+    if hits is None:
+        hits = find_hits(
+            session, indexes, query, settings, lists=lists, principal=principal, include_low_quality=include_low_quality
+        )
+    return decide_hits(session, indexes, [hits], [query.media])[0]
+
+
+def decide_hits(
+    session: Session, indexes: MatchIndexes, hits: Sequence[list[Hit]], media: Sequence[str | None]
+) -> list[MatchOutcome]:
+    """``evaluate`` for many queries whose hits are known: the entries, quarantines and policies are
+    read once for all of them (nothing is read when nothing was hit)."""
+    rows = _active_entries(session, {h.entry_id for found in hits for h in found})
+    described = [_describe(indexes, found, rows) if found else [] for found in hits]
+    outcomes = [MatchOutcome(str(uuid.uuid4()), matches, policies.Decision()) for matches in described]
+    if any(described):
+        paused = quarantined(session, (m["entry_id"] for matches in described for m in matches))
+        rules = policies.load_rules(session)
+        for outcome, kind in zip(outcomes, media, strict=True):
+            if outcome.matches:
+                outcome.decision = policies.decide(rules, outcome.matches, kind, paused)
+    return outcomes
 
 
 def match(
@@ -287,6 +354,26 @@ def match(
     if record and outcome.matches:
         record_match(session, settings, principal, query, outcome)
     return outcome
+
+
+def record_matches(
+    factory: Callable[[], Session],
+    settings: Settings,
+    principal: Principal,
+    matched: Sequence[tuple[Query, MatchOutcome]],
+) -> None:
+    """Record matches in one short write transaction of their own (``factory`` makes write sessions).
+
+    On SQLite the match-log writers of every process on this host take turns on a file lock first:
+    the database lock admits one writer, and SQLite's own wait for it sleeps and polls (1, 2, 5, 10 …
+    100 ms), which under load made the slowest hits wait tens of milliseconds for a lock free for
+    most of that time; ``writer_turn`` queues them on a file lock instead."""
+    if not matched:
+        return
+    with factory() as session, writer_turn(session):
+        for query, outcome in matched:
+            record_match(session, settings, principal, query, outcome)
+        session.commit()
 
 
 def record_match(

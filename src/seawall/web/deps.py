@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from seawall.auth import service as auth_service
 from seawall.auth.models import User
@@ -41,14 +42,14 @@ async def optional_principal(request: Request) -> Principal | None:
         return cached
     header = request.headers.get("authorization")
     if header:
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        secret = bearer_secret(header)
+        if secret is None:
             raise HTTPException(401, "use 'Authorization: Bearer <API key>'", {"WWW-Authenticate": "Bearer"})
-        principal: Principal | None = auth_service.cached_api_key_principal(secret.strip())
+        principal: Principal | None = auth_service.cached_api_key_principal(secret)
         if principal is None:
             try:
                 principal = await run_in_threadpool(
-                    auth_service.api_key_principal, request.app.state.read_sessionmaker, secret.strip()
+                    auth_service.api_key_principal, request.app.state.read_sessionmaker, secret
                 )
             except auth_service.AuthError as exc:
                 raise HTTPException(401, exc.reason, {"WWW-Authenticate": "Bearer"}) from None
@@ -56,6 +57,23 @@ async def optional_principal(request: Request) -> Principal | None:
         principal = await run_in_threadpool(_console_principal_from_cookie, request)
     request.state.principal = principal
     return principal
+
+
+def bearer_secret(header: str) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header value; None when it is not one."""
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    return secret if scheme.lower() == "bearer" and secret else None
+
+
+def recently_checked_key(scope: Scope, needed: str) -> Principal | None:
+    """For code in front of the routes (plain ASGI): the caller when its API key was checked in
+    the last seconds and holds ``needed`` — no I/O. None means "let the route decide": no key, a
+    key not in the cache, a malformed header or a missing scope all get the route's own answer."""
+    header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+    secret = bearer_secret(header.decode("latin-1")) if header is not None else None
+    principal = auth_service.cached_api_key_principal(secret) if secret else None
+    return principal if principal is not None and principal.can(needed) else None
 
 
 def _console_principal_from_cookie(request: Request) -> Principal | None:

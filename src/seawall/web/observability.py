@@ -21,6 +21,9 @@ class Metrics:
     """The process's metrics, in a registry of their own so apps built by tests do not collide."""
 
     def __init__(self) -> None:
+        # Labelled children by label values: ``labels()`` validates and locks on every call.
+        self._counters: dict[tuple[str, str, str], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "seawall_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
@@ -33,6 +36,16 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
 
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        counter = self._counters.get((method, route, str(status)))
+        if counter is None:
+            counter = self._counters[method, route, str(status)] = self.requests.labels(method, route, str(status))
+        histogram = self._histograms.get((method, route))
+        if histogram is None:
+            histogram = self._histograms[method, route] = self.latency.labels(method, route)
+        counter.inc()
+        histogram.observe(seconds)
+
 
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
@@ -43,7 +56,7 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else secrets.token_hex(8)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -64,19 +77,19 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - started
             route: Any = scope.get("route")
             route_path = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], route_path, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route_path).observe(elapsed)
-            access_log.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                elapsed * 1000,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round(elapsed * 1000, 2),
-                },
-            )
+            self.metrics.observe(scope["method"], route_path, status, elapsed)
+            if access_log.isEnabledFor(logging.INFO):  # else the line's arguments are built for nothing
+                access_log.info(
+                    "%s %s %s %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                    },
+                )
             request_id_var.reset(token)
