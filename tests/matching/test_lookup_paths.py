@@ -76,7 +76,7 @@ ITEMS = [
     ("pdq", _flip_bits(P1, 5)),  # the first again
     ("sha1", hashlib.sha1(b"benign").hexdigest()),  # no list holds sha1
     ("md5", "abc"),  # too short
-    ("PDQ", P1),  # validated, yet no list holds the type as spelt (as single lookups do)
+    ("PDQ", P1),  # the type by another spelling: matched as "pdq"
 ]
 
 
@@ -109,8 +109,9 @@ def test_batch_answers_as_single_lookups_do_in_order(
         assert result["value"] == value.lower()
         assert (result["matches"], result["actions"]) == (single.json()["matches"], single.json()["actions"]), value
     hits = [r for r in results if r["matches"]]
-    assert len(hits) == (5 if restricted is None else 3)
+    assert len(hits) == (6 if restricted is None else 4)
     assert {m["list"] for r in hits for m in r["matches"]} == set(restricted or ["known", "strict", "memes"])
+    assert {m["list"] for m in results[-1]["matches"]} == ({"strict"} if restricted else {"known", "strict"})
 
 
 def test_batch_honours_a_key_limited_to_some_lists(client: TestClient, db: Session, lists: None) -> None:

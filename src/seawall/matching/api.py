@@ -94,15 +94,17 @@ def hash_path(path: Path, label: str) -> dict[str, Any]:
 
 
 def _validated(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Values normalised, by the signal type's registry name (``PDQ`` is ``pdq``)."""
     signals: dict[str, list[str]] = {}
     for signal_type, value in pairs:
         try:
-            normalised = get_signal_type(signal_type).validate(value)
+            kind = get_signal_type(signal_type)
+            normalised = kind.validate(value)
         except KeyError:
             raise HTTPException(422, f"unknown signal type {signal_type!r}") from None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-        signals.setdefault(signal_type, []).append(normalised)
+        signals.setdefault(kind.name, []).append(normalised)
     return signals
 
 
@@ -286,10 +288,10 @@ def _single_lookup_args(scope: Scope) -> tuple[Principal, service.Query, list[st
     if signal_type is None or value is None:
         return None
     try:
-        normalised = get_signal_type(signal_type).validate(value)
-    except (KeyError, ValueError):
+        signals = _validated([(signal_type, value)])
+    except HTTPException:
         return None
-    return principal, service.Query(signals={signal_type: [normalised]}), lists or None
+    return principal, service.Query(signals=signals), lists or None
 
 
 @router.post("/match/batch", response_model=BatchOut, summary="Look up to 1000 hashes in one request")
@@ -302,7 +304,8 @@ def match_batch(body: BatchRequest, request: Request, principal: Principal = Dep
     errors: dict[int, str] = {}
     for i, item in enumerate(body.signals):
         try:
-            items.append((item.signal_type, _validated([(item.signal_type, item.value)])[item.signal_type][0]))
+            ((name, (value,)),) = _validated([(item.signal_type, item.value)]).items()
+            items.append((name, value))
         except HTTPException as exc:
             items.append(None)
             errors[i] = exc.detail
