@@ -22,7 +22,7 @@ from seawall.db import utcnow
 from seawall.lists import service as lists_service
 from seawall.lists.records import EntryRecord
 from seawall.matching import policies, webhooks
-from seawall.matching.models import EntryMatchBucket, WebhookDelivery
+from seawall.matching.models import EntryMatchBucket, MatchEvent, WebhookDelivery
 
 
 class Receiver:
@@ -162,6 +162,9 @@ def test_hot_entry_is_quarantined_and_its_actions_pause(
     assert all(a == [{"type": "block", "rule": "block"}] for a in actions)
     sixth = lookup()  # 6 this hour >= 5 and >= 3 x 2/hour baseline
     assert any("quarantined" in r for r in sixth["reasons"])
+    logged = db.scalars(select(MatchEvent).where(MatchEvent.match_id == sixth["match_id"])).one()
+    assert logged.reasons == sixth["reasons"]
+    db.rollback()  # end this read, so later reads see later writes (SQLite reads from a snapshot)
     paused = lookup()
     assert paused["matches"][0]["entry_id"] == entry.id and paused["actions"] == []
     assert f"entry {entry.id} is quarantined: its actions are paused pending review" in paused["reasons"]

@@ -379,6 +379,14 @@ def record_matches(
 def record_match(
     session: Session, settings: Settings, principal: Principal, query: Query, outcome: MatchOutcome
 ) -> MatchEvent:
+    # Counted first, so a quarantine this match triggers is among the reasons the event records.
+    entry_ids = sorted({m["entry_id"] for m in outcome.matches})
+    session.execute(update(Entry).where(Entry.id.in_(entry_ids)).values(match_count=Entry.match_count + 1))
+    newly = count_and_quarantine(session, settings, entry_ids)
+    if newly:
+        outcome.decision.reasons.append(
+            f"entries {', '.join(map(str, newly))} quarantined: their match rate jumped far above baseline"
+        )
     event = MatchEvent(
         match_id=outcome.match_id,
         principal=f"{principal.kind}:{principal.name}",
@@ -387,17 +395,10 @@ def record_match(
         matches=outcome.matches,
         actions=outcome.decision.actions,
         shadow_actions=outcome.decision.shadow_actions,
-        reasons=outcome.decision.reasons,
+        reasons=list(outcome.decision.reasons),
         allowlisted=outcome.decision.allowlisted,
     )
     session.add(event)
-    entry_ids = sorted({m["entry_id"] for m in outcome.matches})
-    session.execute(update(Entry).where(Entry.id.in_(entry_ids)).values(match_count=Entry.match_count + 1))
-    newly = count_and_quarantine(session, settings, entry_ids)
-    if newly:
-        outcome.decision.reasons.append(
-            f"entries {', '.join(map(str, newly))} quarantined: their match rate jumped far above baseline"
-        )
     for action in outcome.decision.actions:
         if action["type"] == "webhook":
             webhooks.enqueue(session, action["target"], outcome.match_id, webhook_payload(query, outcome))
