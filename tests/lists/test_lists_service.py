@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from seawall.auth import service as auth_service
 from seawall.auth.models import AuditEvent
 from seawall.auth.permissions import SYSTEM
+from seawall.db import make_sessionmaker, utcnow
 from seawall.lists import service
 from seawall.lists.models import ListChange
 from seawall.lists.records import EntryRecord, FormatError, ParsedLine
+from seawall.lists.tasks import reenable_expired
 
 PDQ_A = "f" * 32 + "0" * 32
 PDQ_B = "0f" * 32
@@ -251,3 +255,36 @@ def test_feed_pages_across_concurrent_changes(client: TestClient, db: Session) -
     assert client.get("/v1/lists/known/feed?since=9", headers=follower).json()["changes"] == []
     no_scope = _bearer(db, "matcher", ["match"])
     assert client.get("/v1/lists/known/feed", headers=no_scope).status_code == 403
+
+
+def test_entries_disabled_until_a_past_moment_come_back(db: Session, engine: Engine) -> None:
+    hl = service.create_list(db, SYSTEM, name="timed", kind="hash")
+    values = [hashlib.md5(f"benign {i}".encode()).hexdigest() for i in range(4)]
+    service.add_entries(db, SYSTEM, hl, [EntryRecord("md5", v) for v in values])
+    ended, later, open_ended, active = (service.find_entries(db, hl, v, "md5")[0] for v in values)
+    now = utcnow()
+    service.set_status(db, SYSTEM, [ended], "disabled", disabled_until=now - timedelta(minutes=1))
+    service.set_status(db, SYSTEM, [later], "disabled", disabled_until=now + timedelta(hours=1))
+    service.set_status(db, SYSTEM, [open_ended], "disabled")
+    db.commit()
+    revision = hl.revision
+
+    assert reenable_expired(make_sessionmaker(engine)) == 1
+    db.rollback()  # a new read, after the worker's write
+    assert [e.status for e in (ended, later, open_ended, active)] == ["active", "disabled", "disabled", "active"]
+    assert ended.disabled_until is None and later.disabled_until is not None
+    change = db.scalars(select(ListChange).where(ListChange.list_id == hl.id).order_by(ListChange.revision)).all()[-1]
+    assert (change.revision, change.entry_id, change.op, change.status) == (revision + 1, ended.id, "status", "active")
+    assert change.details == {"reason": "the time it was disabled until has passed"}
+    assert reenable_expired(make_sessionmaker(engine)) == 0  # nothing more is due
+    assert service.reenable_expired(db, SYSTEM, now=now + timedelta(hours=2)) == 1
+    db.commit()
+    assert later.status == "active"
+
+
+def test_the_worker_re_enables_every_minute() -> None:
+    from seawall.tasks import huey, load_task_modules
+
+    load_task_modules()
+    due = {t.name for t in huey.read_periodic(datetime(2026, 11, 26, 12, 34))}
+    assert "lists.reenable_expired" in due

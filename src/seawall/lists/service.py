@@ -493,6 +493,23 @@ def set_status(
     return len(todo)
 
 
+def reenable_expired(session: Session, actor: Principal, *, now: datetime | None = None, batch: int = 5000) -> int:
+    """Entries disabled *until* a moment that has passed become active again (HMA's
+    ``disable_until_ts``); entries disabled without an end stay disabled. Returns how many."""
+    moment = now or utcnow()
+    done = 0
+    while True:
+        due = session.scalars(
+            select(Entry)
+            .where(Entry.status == "disabled", Entry.disabled_until.is_not(None), Entry.disabled_until <= moment)
+            .order_by(Entry.id)
+            .limit(batch)
+        ).all()
+        if not due:
+            return done
+        done += set_status(session, actor, due, "active", reason="the time it was disabled until has passed")
+
+
 def add_opinion(
     session: Session,
     actor: Principal,
