@@ -240,11 +240,11 @@ def test_many_requests_finding_the_index_stale_refresh_it_once(engine: Engine) -
     assert len(refreshes) == 2
 
 
+# Only SQLite writers take turns on a file lock; PostgreSQL queues them on row locks itself.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_recording_waits_for_its_turn_without_holding_up_lookups(
     live_server: Any, db: Session, database_url: str
 ) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("only SQLite writers take turns on a file lock; PostgreSQL queues them itself")
     value = _md5("benign turn")
     _list(db, "known", [EntryRecord("md5", value)])
     partner = _key(db, "platform", ["match"])
