@@ -3,6 +3,7 @@ input. Every video here is generated with PyAV (benign moving patterns) in a tem
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,7 +247,10 @@ def test_truncated_faststart_mp4(tmp_path: Path) -> None:
     whole = write_video(tmp_path / "fs.mp4", options={"movflags": "faststart"}).read_bytes()
     path = tmp_path / "fs-cut.mp4"
     path.write_bytes(whole[: len(whole) * 2 // 3])
-    assert media_error(path).reason == "truncated: decoded 8 of the 30 frames the header declares"
+    # how many frames come out before the cut depends on the decoder's threads (8 on a quiet machine)
+    reason = media_error(path).reason
+    found = re.fullmatch(r"truncated: decoded (\d+) of the 30 frames the header declares", reason)
+    assert found and 0 < int(found.group(1)) < 30, reason
 
 
 def test_garbled_mp4(mp4: Path, tmp_path: Path) -> None:
