@@ -65,6 +65,17 @@ def _distance(words: Any, row: int, q: Any) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _emit(out_q: Any, out_r: Any, out_d: Any, count: int, qi: int, row: int, d: int) -> int:
+    """Write one (query, row, distance) triple if there is room; the count goes on regardless,
+    so the caller learns how much room a retry needs."""
+    if count < out_q.shape[0]:
+        out_q[count] = qi
+        out_r[count] = row
+        out_d[count] = d
+    return count + 1
+
+
+@njit(cache=True, nogil=True)
 def _extract(words: Any, row: int, start: int, length: int) -> Any:
     w = start >> 6
     off = start & 63
@@ -206,11 +217,7 @@ def mih_search(
             row = cand[k]
             d = _distance(words, row, q)
             if d <= threshold:
-                if count < cap:
-                    out_q[count] = qi
-                    out_r[count] = row
-                    out_d[count] = d
-                count += 1
+                count = _emit(out_q, out_r, out_d, count, qi, row, d)
         if first + 1 < count <= cap:
             # a row reached through several tables is reported once
             rows_found = np.sort(out_r[first:count])
@@ -228,7 +235,6 @@ def mih_search(
 def scan_search(words: Any, queries: Any, threshold: int, out_q: Any, out_r: Any, out_d: Any) -> int:
     """Exact brute force, blocked so a block of rows stays in cache for all queries."""
     count = 0
-    cap = out_q.shape[0]
     n = words.shape[0]
     block = 2048
     for r0 in range(0, n, block):
@@ -238,9 +244,5 @@ def scan_search(words: Any, queries: Any, threshold: int, out_q: Any, out_r: Any
             for row in range(r0, r1):
                 d = _distance(words, row, q)
                 if d <= threshold:
-                    if count < cap:
-                        out_q[count] = qi
-                        out_r[count] = row
-                        out_d[count] = d
-                    count += 1
+                    count = _emit(out_q, out_r, out_d, count, qi, row, d)
     return count

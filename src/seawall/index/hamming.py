@@ -85,8 +85,7 @@ def substring_layout(bits: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
         m += 1
     base, extra = divmod(bits, m)
     lengths = np.array([base + 1] * extra + [base] * (m - extra), dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    return starts, lengths
+    return _bases(lengths), lengths
 
 
 def probe_radii(threshold: int, m: int) -> np.ndarray:
@@ -209,8 +208,7 @@ class Segment:
             if count <= cap:
                 break
             cap = count
-        q, r, d = out[:, :count]
-        return q, r, d
+        return out[0, :count], out[1, :count], out[2, :count]
 
     # -- persistence ---------------------------------------------------------------------
 
