@@ -150,7 +150,7 @@ def test_seawall_exchange_mirrors_the_feed_and_sends_opinions_back_once(
     db.commit()
     first = service.run_sync(factory, "peer")
     assert (first.ok, first.added, first.batches) == (True, 5, 3)
-    assert _exchange(db, "peer").checkpoint == {"revision": 5}
+    assert _exchange(db, "peer").checkpoint == {"revision": 5, "list_uid": source.uid}
     # At the source: one retracted, one recategorised.
     [e0] = lists_service.find_entries(db, source, md5(0))
     lists_service.set_status(db, SYSTEM, [e0], "retracted")
@@ -183,7 +183,45 @@ def test_seawall_exchange_mirrors_the_feed_and_sends_opinions_back_once(
     db.commit()
     failed = service.run_sync(factory, "peer")
     ex = _exchange(db, "peer")
-    assert not failed.ok and "answered 401" in ex.last_error and ex.checkpoint == {"revision": 7}
+    assert not failed.ok and "answered 401" in ex.last_error
+    assert ex.checkpoint == {"revision": 7, "list_uid": source.uid}
+
+
+def test_seawall_exchange_follows_a_deleted_source_list_and_a_new_list_under_its_name(
+    live_server, db: Session, engine: Engine
+) -> None:  # type: ignore[no-untyped-def]
+    factory = make_sessionmaker(engine)
+    source = _setup(db, name="known")
+    _setup(db)
+    records = [lists_service.EntryRecord("md5", md5(i), external_id=f"k{i}") for i in range(3)]
+    lists_service.add_entries(db, SYSTEM, source, records)
+    db.commit()
+    key = _bearer(db, "partner", ["lists:read"], lists=["known"])
+    config = {"base_url": live_server.url, "list": "known", "api_key": key, "page_size": 2}
+    service.create_exchange(db, SYSTEM, name="peer", type="seawall", list_name="mirror", config=config)
+    db.commit()
+    assert service.run_sync(factory, "peer").added == 3
+    # The source deletes its list: the follower sees every entry retracted.
+    lists_service.delete_list(db, SYSTEM, lists_service.get_list(db, "known"))
+    db.commit()
+    lists_service.retract_deleted(factory, SYSTEM)
+    assert service.run_sync(factory, "peer").retired == 3
+    assert {status for status, _ in _state(db).values()} == {"retracted"}
+    # A new list takes the name: read whole, as a snapshot; only what it holds is live again.
+    again = _setup(db, name="known")
+    lists_service.add_entries(
+        db, SYSTEM, again, [records[1], lists_service.EntryRecord("md5", md5(9), external_id="k9")]
+    )
+    db.commit()
+    third = service.run_sync(factory, "peer")
+    assert third.ok and (third.added, third.updated) == (1, 1)
+    assert _state(db) == {
+        ("md5", md5(0), "k0"): ("retracted", None),
+        ("md5", md5(1), "k1"): ("active", None),
+        ("md5", md5(2), "k2"): ("retracted", None),
+        ("md5", md5(9), "k9"): ("active", None),
+    }
+    assert _exchange(db, "peer").checkpoint == {"revision": 2, "list_uid": again.uid}
 
 
 # ---- NCMEC ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from seawall.lists.keywords import (
     KeywordMatch,
     KeywordMatcher,
     KeywordTerm,
+    check_keyword,
     normalize_term,
     normalize_with_offsets,
 )
@@ -65,6 +66,14 @@ EVASIONS = [
     ("I saw a bluebird.", 1, "bluebird"),
     ("(lantern)", 2, "lantern"),
     ("teapot!", 4, "teapot"),
+    # A one-word term written as two words.
+    ("blue bird", 1, "blue bird"),
+    ("BLUE  BIRD", 1, "BLUE  BIRD"),
+    ("a blue\nbird sang", 1, "blue\nbird"),
+    ("tea pot", 4, "tea pot"),
+    ("lan tern", 2, "lan tern"),
+    ("marma lade", 3, "marma lade"),
+    ("8lue b1rd", 1, "8lue b1rd"),  # with other evasions at once
 ]
 
 
@@ -81,7 +90,11 @@ def test_evasion_table(matcher: KeywordMatcher, text: str, entry_id: int, found:
 
 
 NOT_MATCHING = [
-    "blue bird",  # two words are not one term
+    "the blue sea and a bird",  # the parts apart in a sentence
+    "blue, bird",  # punctuation between the words: two words
+    "a blue birdhouse",  # the second part runs on into another word
+    "b luebird",  # a single letter split off: a typo more often than a hidden term
+    "blue birb",
     "bluebirds",  # whole words by default
     "thebluebird",
     "lanterns",
@@ -98,6 +111,32 @@ NOT_MATCHING = [
 @pytest.mark.parametrize("text", NOT_MATCHING)
 def test_near_misses_do_not_match(matcher: KeywordMatcher, text: str) -> None:
     assert matcher.match(text) == []
+
+
+def test_a_split_term_matches_only_as_two_adjacent_whole_words() -> None:
+    matcher = KeywordMatcher([(1, "bookkeeper"), (2, "sub:bluebird")])
+    # A letter doubled across the gap is still the term ("book keeper" and "bookkeeper" alike).
+    for text in ("book keeper", "BOOK KEEPER", "bookkeeper", "bo okkeeper"):
+        assert [m.entry_id for m in matcher.match(text)] == [1], text
+    assert matcher.match("a book, a keeper") == []
+    # A substring term is found inside words, split or not.
+    assert [(m.entry_id, m.start, m.end) for m in matcher.match("xblue birdy")] == [(2, 1, 10)]
+
+
+def test_check_keyword_uses_the_matchers_own_rules() -> None:
+    check_keyword("bluebird")
+    check_keyword("re:blue\\s*bird")
+    with pytest.raises(ValueError, match="invalid regular expression: unterminated character set at position 3"):
+        check_keyword("re:[[]")  # Python's re accepts this; the regex engine that runs it does not
+    with pytest.raises(ValueError, match="has no letters or digits to match"):
+        check_keyword("sub:...")
+
+
+def test_a_lenient_matcher_leaves_bad_entries_out_and_matches_the_rest() -> None:
+    matcher = KeywordMatcher([(1, "re:[[]"), (2, "teapot"), (3, "!!!"), (4, "re:lan(tern")], strict=False)
+    assert len(matcher) == 1
+    assert [entry for entry, _ in matcher.skipped] == [1, 4, 3]
+    assert [m.entry_id for m in matcher.match("a teapot")] == [2]
 
 
 def test_spans_in_original_text_sorted_by_start() -> None:

@@ -57,7 +57,7 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def test_bank_curation_in_hma_shapes(client: TestClient, curator: dict[str, str]) -> None:
+def test_bank_curation_in_hma_shapes(client: TestClient, db: Session, curator: dict[str, str]) -> None:
     assert client.get("/c/banks", headers=curator).json() == []
     for bad in ("01_TEST_BANK", "my_test_bank"):
         refused = client.post("/c/banks", json={"name": bad}, headers=curator)
@@ -71,9 +71,16 @@ def test_bank_curation_in_hma_shapes(client: TestClient, curator: dict[str, str]
     missing = client.get("/c/bank/NO_SUCH_BANK", headers=curator)
     assert (missing.status_code, missing.json()) == (404, {"message": "bank 'NO_SUCH_BANK' not found"})
 
-    off = client.put("/c/bank/MY_TEST_BANK", json={"enabled": False}, headers=curator)
+    # Switching a bank off changes matching for every caller of a shared instance: admin only.
+    refused = client.put("/c/bank/MY_TEST_BANK", json={"enabled": False}, headers=curator)
+    assert (refused.status_code, refused.json()) == (
+        403,
+        {"message": "only an admin may enable or disable a list: it changes matching for every caller"},
+    )
+    admin = _key(db, "operator", ["admin", "lists:read", "lists:write"])
+    off = client.put("/c/bank/MY_TEST_BANK", json={"enabled": False}, headers=admin)
     assert off.json() == {"name": "MY_TEST_BANK", "matching_enabled_ratio": 0.0}
-    sampled = client.put("/c/bank/MY_TEST_BANK", json={"enabled_ratio": 0.5}, headers=curator)
+    sampled = client.put("/c/bank/MY_TEST_BANK", json={"enabled_ratio": 0.5}, headers=admin)
     assert sampled.json() == {"name": "MY_TEST_BANK", "matching_enabled_ratio": 1.0}  # Seawall never samples
     renamed = client.put("/c/bank/MY_TEST_BANK", json={"name": "OTHER"}, headers=curator)
     assert renamed.status_code == 400 and "does not rename" in renamed.json()["message"]
@@ -175,7 +182,11 @@ def test_signals_content_and_lookups(client: TestClient, db: Session, curator: d
     }
     assert client.delete("/c/bank/TEST_BANK", headers=curator).json() == {"message": "Done"}
     db.rollback()
-    assert db.scalar(select(func.count()).select_from(Entry)) == 0  # the bank's entries went with it
+    # The bank's entries are retracted (feed followers see it), its row a tombstone, its name free.
+    statuses = db.execute(select(Entry.status, func.count()).group_by(Entry.status)).all()
+    assert dict(statuses) == {"retracted": 2}
+    assert client.get("/c/bank/TEST_BANK", headers=curator).status_code == 404
+    assert client.post("/c/banks", json={"name": "TEST_BANK"}, headers=curator).status_code == 201
 
 
 def test_hash_upload_bank_by_file_and_lookup_a_mirrored_copy(

@@ -36,7 +36,7 @@ def test_a_new_process_maps_saved_segments_and_catches_up(db: Session, engine: E
     one = MatchIndexes(make_sessionmaker(engine), folder=folder)
     one.refresh()
     one.wait_for_saves()
-    assert (folder / f"list-{hl.id}" / "pdq" / "manifest.json").exists()
+    assert (folder / f"list-{hl.uid}" / "pdq" / "manifest.json").exists()
     one.stop()
 
     # While no process runs: more entries, and some retired.
@@ -66,7 +66,7 @@ def test_a_corrupted_segment_falls_back_to_the_database(db: Session, engine: Eng
     one.refresh()
     one.wait_for_saves()
     one.stop()
-    [segment] = sorted((folder / f"list-{hl.id}" / "pdq").glob("*.words.npy"))
+    [segment] = sorted((folder / f"list-{hl.uid}" / "pdq").glob("*.words.npy"))
     segment.write_bytes(segment.read_bytes()[:-64])  # truncated
     two = MatchIndexes(make_sessionmaker(engine), folder=folder)
     two.refresh()

@@ -160,6 +160,7 @@ CASES: list[tuple[dict[str, Any], bool]] = [  # (query parameters, answered by t
 ]
 
 
+@pytest.mark.parametrize("limit", [None, ["strict"]], ids=["every-list", "limited-key"])
 @pytest.mark.parametrize(("params", "fast"), CASES)
 def test_single_lookup_fast_path_answers_as_the_route_does(
     client: TestClient,
@@ -168,8 +169,9 @@ def test_single_lookup_fast_path_answers_as_the_route_does(
     monkeypatch: pytest.MonkeyPatch,
     params: dict[str, Any],
     fast: bool,
+    limit: list[str] | None,
 ) -> None:
-    partner = _key(db, "platform", ["match"])
+    partner = _key(db, "platform", ["match"], lists=limit)
     taken: list[bool] = []
     real = matching_api._single_lookup_args
 
@@ -187,6 +189,8 @@ def test_single_lookup_fast_path_answers_as_the_route_does(
     assert by_fast_path.headers["content-type"] == by_route.headers["content-type"]
     if by_route.status_code == 200:
         assert by_fast_path.json()["match_id"] != by_route.json()["match_id"]
+        if limit is not None:  # a limited key sees its own lists' matches only, on either path
+            assert {m["list"] for m in by_fast_path.json()["matches"]} <= set(limit)
 
 
 def test_fast_path_refuses_nothing_itself(client: TestClient, db: Session, lists: None) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,11 +16,10 @@ from sqlalchemy.orm import Session
 from seawall.auth import service as auth_service
 from seawall.auth.permissions import SYSTEM
 from seawall.config import Settings
-from seawall.db import utcnow
 from seawall.lists import service as lists_service
 from seawall.lists.records import EntryRecord
 from seawall.matching import policies, webhooks
-from seawall.matching.models import EntryMatchBucket, MatchEvent, WebhookDelivery
+from seawall.matching.models import WebhookDelivery
 
 
 class Receiver:
@@ -133,47 +130,6 @@ def test_webhook_dead_letter_and_manual_redelivery(
         assert len(receiver.received) == 4
     finally:
         receiver.close()
-
-
-def test_hot_entry_is_quarantined_and_its_actions_pause(
-    client: TestClient, db: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    value = hashlib.md5(b"benign meme that slipped in").hexdigest()
-    hl = lists_service.create_list(db, SYSTEM, name="known", kind="hash")
-    lists_service.add_entries(db, SYSTEM, hl, [EntryRecord("md5", value)])
-    policies.upsert_policy(db, SYSTEM, name="block", conditions={}, actions=[{"type": "block"}])
-    key = auth_service.create_api_key(db, SYSTEM, name="platform", scopes=["match", "lists:read", "lists:write"])
-    db.commit()
-    [entry] = lists_service.find_entries(db, hl, value, "md5")
-    # A quiet week: 2 matches an hour on average, recorded in the hourly buckets.
-    hour = utcnow().replace(minute=0, second=0, microsecond=0)
-    for h in range(1, 169):
-        db.add(EntryMatchBucket(entry_id=entry.id, hour=hour - timedelta(hours=h), count=2))
-    db.commit()
-    client.app.state.settings.quarantine_min_matches = 5  # type: ignore[attr-defined]
-    client.app.state.settings.quarantine_factor = 3.0  # type: ignore[attr-defined]
-    client.app.state.match_indexes.refresh()  # type: ignore[attr-defined]
-    headers = {"authorization": f"Bearer {key.secret}"}
-
-    def lookup() -> dict[str, Any]:
-        return client.get("/v1/match", params={"signal_type": "md5", "value": value}, headers=headers).json()
-
-    actions = [lookup()["actions"] for _ in range(5)]
-    assert all(a == [{"type": "block", "rule": "block"}] for a in actions)
-    sixth = lookup()  # 6 this hour >= 5 and >= 3 x 2/hour baseline
-    assert any("quarantined" in r for r in sixth["reasons"])
-    logged = db.scalars(select(MatchEvent).where(MatchEvent.match_id == sixth["match_id"])).one()
-    assert logged.reasons == sixth["reasons"]
-    db.rollback()  # end this read, so later reads see later writes (SQLite reads from a snapshot)
-    paused = lookup()
-    assert paused["matches"][0]["entry_id"] == entry.id and paused["actions"] == []
-    assert f"entry {entry.id} is quarantined: its actions are paused pending review" in paused["reasons"]
-    listed = client.get("/v1/quarantine", headers=headers).json()
-    assert [q["entry_id"] for q in listed] == [entry.id] and "matches this hour" in listed[0]["reason"]
-    assert client.post(f"/v1/quarantine/{entry.id}/release", headers=headers).status_code == 204
-    assert client.get("/v1/quarantine", headers=headers).json() == []
-    db.expire_all()
-    assert lists_service.get_entry(db, hl, entry.id).match_count == 7
 
 
 def test_video_matches_by_vpdq_percentages(client: TestClient, db: Session, reference_data: Path) -> None:

@@ -62,6 +62,8 @@ def create_list(
 ) -> ListOut:
     try:
         hash_list = service.create_list(db, actor, **body.model_dump())
+    except service.ListForbidden as exc:
+        raise HTTPException(403, str(exc)) from None
     except service.ListError as exc:
         raise HTTPException(409 if "exists already" in str(exc) else 422, str(exc)) from None
     db.commit()
@@ -80,13 +82,31 @@ def update_list(
     name: str, body: ListUpdate, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))
 ) -> ListOut:
     hash_list = _list_for(db, actor, name)
+    changes = body.model_dump(exclude={"allowlist_scope"})
+    if "allowlist_scope" in body.model_fields_set:  # null is a value here: every list
+        changes["allowlist_scope"] = body.allowlist_scope
     try:
-        service.update_list(db, actor, hash_list, **body.model_dump())
+        service.update_list(db, actor, hash_list, **changes)
+    except service.ListForbidden as exc:
+        raise HTTPException(403, str(exc)) from None
     except service.ListError as exc:
         raise HTTPException(422, str(exc)) from None
     db.commit()
     db.refresh(hash_list)
     return _list_out(db, hash_list, counts=True)
+
+
+@router.delete("/{name}", status_code=204, summary="Delete a list: it stops matching, every entry is retracted")
+def delete_list(
+    name: str, request: Request, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))
+) -> None:
+    try:
+        service.delete_list(db, actor, _list_for(db, actor, name))
+    except service.ListForbidden as exc:
+        raise HTTPException(403, str(exc)) from None
+    db.commit()
+    # Retractions in transactions of their own; whatever a crash leaves, the worker finishes.
+    service.retract_deleted(request.app.state.sessionmaker, actor)
 
 
 @router.get("/{name}/entries", response_model=EntryPage)
@@ -213,12 +233,19 @@ def feed(
     db: Session = Depends(get_db),
     principal: Principal = Depends(require("lists:read")),
 ) -> Feed:
-    hash_list = _list_for(db, principal, name)
+    if not principal.can_use_list(name):
+        raise HTTPException(404, f"no list named {name!r}")
+    try:
+        hash_list = service.feed_list(db, name)
+    except service.ListNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
     changes = service.changes_since(db, hash_list, since, limit + 1)
     more = len(changes) > limit
     changes = changes[:limit]
     return Feed(
-        list=hash_list.name,
+        list=name,
+        list_uid=hash_list.uid,
+        deleted=hash_list.deleted_at is not None,
         kind=hash_list.kind,
         since=since,
         next_since=changes[-1].revision if changes else since,

@@ -32,6 +32,9 @@ def create(
     name: str = typer.Argument(..., help="List name."),
     kind: str = typer.Option(..., "--kind", help="hash, url or keyword."),
     allowlist: bool = typer.Option(False, "--allowlist", help="Entries that must never trigger action."),
+    allowlist_for: list[str] = typer.Option(
+        [], "--for", help="With --allowlist: a list whose matches it suppresses (repeatable; default every list)."
+    ),
     description: str = typer.Option("", "--description", help="What the list holds."),
     source: str = typer.Option("", "--source", help="Who provides it."),
     threshold: list[str] = typer.Option([], "--threshold", help="Repeatable SIGNAL=N, e.g. pdq=31."),
@@ -54,10 +57,12 @@ def create(
                 description=description,
                 source=source,
                 thresholds=thresholds,
+                allowlist_scope=allowlist_for or None,
             )
     except service.ListError as exc:
         raise _fail(str(exc)) from None
-    err.print(f"created {kind} list [bold]{name}[/bold]{' (allowlist)' if allowlist else ''}")
+    scope = f" (allowlist for {', '.join(allowlist_for) or 'every list'})" if allowlist else ""
+    err.print(f"created {kind} list [bold]{name}[/bold]{scope}")
 
 
 @lists_app.command("ls")
@@ -92,7 +97,8 @@ def show(
         except service.ListNotFound as exc:
             raise _fail(str(exc)) from None
         counts = service.count_entries(session, hl)
-        out.print(f"[bold]{hl.name}[/bold]  {hl.kind} list{', allowlist' if hl.allowlist else ''}")
+        scope = ", ".join(hl.allowlist_scope) if hl.allowlist_scope else "every list"
+        out.print(f"[bold]{hl.name}[/bold]  {hl.kind} list{f', allowlist for {scope}' if hl.allowlist else ''}")
         out.print(f"  {hl.description or '(no description)'}")
         out.print(f"  enabled: {'yes' if hl.enabled else 'no'}   revision: {hl.revision}   source: {hl.source or '-'}")
         out.print(
@@ -113,6 +119,24 @@ def _set_enabled(name: str, enabled: bool) -> None:
     except service.ListNotFound as exc:
         raise _fail(str(exc)) from None
     err.print(f"{'enabled' if enabled else 'disabled'} {name}")
+
+
+@lists_app.command("delete")
+def delete(
+    name: str = typer.Argument(..., help="List name."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a list: it stops matching at once and every entry is retracted (feed followers see it)."""
+    if not yes and not typer.confirm(f"Delete list {name!r} and retract all its entries?"):
+        raise typer.Exit(1)
+    factory = default_sessionmaker()
+    try:
+        with transaction(factory) as session:
+            service.delete_list(session, cli_principal(), service.get_list(session, name))
+    except service.ListNotFound as exc:
+        raise _fail(str(exc)) from None
+    retracted = service.retract_deleted(factory, cli_principal())
+    err.print(f"deleted {name}: {retracted} entries retracted")
 
 
 @lists_app.command("enable")

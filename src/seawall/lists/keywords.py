@@ -31,6 +31,7 @@ __all__ = [
     "KeywordMatch",
     "KeywordMatcher",
     "KeywordTerm",
+    "check_keyword",
     "normalize_term",
     "normalize_with_offsets",
     "parse_keyword",
@@ -321,6 +322,26 @@ def _collapse(text: str) -> str:
     return "".join(ch for ch, _ in itertools.groupby(text))
 
 
+MIN_SPLIT_PART = 2
+
+
+def _split_variants(norm: str) -> set[str]:
+    """A one-word term written as two words: "bluebird" as "blue bird", with whole-word bounds
+    around both parts (so "blue" and "bird" elsewhere in a sentence never match).
+
+    Each part keeps at least MIN_SPLIT_PART letters: a split off single letter ("teapo t") is more
+    often a typo than a hidden term. A letter doubled across the gap ("book keeper" normalises to
+    "bok keper", while the term is "bokeper") is a spelling of its own."""
+    if " " in norm:
+        return set()
+    out: set[str] = set()
+    for i in range(MIN_SPLIT_PART, len(norm) - MIN_SPLIT_PART + 1):
+        left, right = norm[:i], norm[i:]
+        out.add(f"{left} {right}")
+        out.add(f"{left} {left[-1]}{right}")
+    return out
+
+
 class KeywordTerm(NamedTuple):
     """One list entry: a plain term (whole words by default) or a ``re:`` pattern."""
 
@@ -343,47 +364,79 @@ def parse_keyword(entry_id: int, value: str, whole_word: bool | None = None) -> 
     return KeywordTerm(entry_id, value, True if whole_word is None else whole_word)
 
 
+def check_keyword(value: str) -> None:
+    """ValueError unless ``value`` is an entry the matcher can run: validated by the same code
+    (and the same regex engine) that will match it."""
+    if value.startswith(REGEX_PREFIX):
+        _compile_pattern(0, value[len(REGEX_PREFIX) :], named=False)
+    else:
+        normalize_term(value[len(SUBSTRING_PREFIX) :] if value.startswith(SUBSTRING_PREFIX) else value)
+
+
 class KeywordMatcher:
     """Matches many terms and patterns at once. Immutable once built, so safe to share between
-    threads; rebuild (cheap: ~1 s for 10k terms) to change the set."""
+    threads; rebuild (cheap: ~1 s for 10k terms) to change the set.
 
-    def __init__(self, entries: Iterable[tuple[int, str] | tuple[int, str, bool] | KeywordTerm]) -> None:
+    With ``strict`` (the default) an entry that cannot be matched (a pattern that does not compile,
+    a term with no letters) raises ValueError naming it; without, it is left out and listed in
+    ``skipped``, so one bad entry never stops the others from matching (the matcher serving lists)."""
+
+    def __init__(
+        self, entries: Iterable[tuple[int, str] | tuple[int, str, bool] | KeywordTerm], *, strict: bool = True
+    ) -> None:
         self._automaton = ahocorasick.Automaton()
         self._terms: list[KeywordTerm] = []
         self._patterns: list[tuple[KeywordTerm, regex.Pattern[str]]] = []
+        self.skipped: list[tuple[int, str]] = []  # (entry id, why)
         found: dict[str, list[tuple[int, int]]] = {}  # variant -> [(term index, normalised length)]
         texts: list[str] = []
         for raw in entries:
             term = parse_keyword(raw[0], raw[1], raw[2] if len(raw) == 3 else None)
             value = term.value
             if value.startswith(REGEX_PREFIX):
-                self._patterns.append((term, _compile_pattern(term.entry_id, value[len(REGEX_PREFIX) :])))
+                try:
+                    self._patterns.append((term, _compile_pattern(term.entry_id, value[len(REGEX_PREFIX) :])))
+                except ValueError as exc:
+                    self._skip(term.entry_id, exc, strict)
                 continue
             self._terms.append(term)
             texts.append(value[len(SUBSTRING_PREFIX) :] if value.startswith(SUBSTRING_PREFIX) else value)
         try:
-            normalized = _normalize_terms(texts)
+            normalized: list[str | None] = list(_normalize_terms(texts))
         except ValueError:
             normalized = []
             for term, text in zip(self._terms, texts, strict=True):  # again, to name the entry
                 try:
                     normalized.append(normalize_term(text))
                 except ValueError as exc:
-                    raise ValueError(f"entry {term.entry_id}: {exc}") from None
+                    self._skip(term.entry_id, ValueError(f"entry {term.entry_id}: {exc}"), strict)
+                    normalized.append(None)
+        self._usable = sum(1 for norm in normalized if norm is not None) + len(self._patterns)
         for index, norm in enumerate(normalized):
+            if norm is None:
+                continue
             for variant in _ambiguous_variants(norm):
                 found.setdefault(variant, []).append((index, len(variant)))
+                for split in _split_variants(variant):
+                    found.setdefault(split, []).append((index, len(split)))
         for variant, payload in found.items():
             self._automaton.add_word(variant, tuple(payload))
         if found:
             self._automaton.make_automaton()
+        if self.skipped:
+            log.warning("keyword entries left out of matching: %s", "; ".join(why for _, why in self.skipped))
+
+    def _skip(self, entry_id: int, exc: ValueError, strict: bool) -> None:
+        if strict:
+            raise exc
+        self.skipped.append((entry_id, str(exc)))
 
     def __len__(self) -> int:
-        return len(self._terms) + len(self._patterns)
+        return self._usable
 
     def match(self, text: str) -> list[KeywordMatch]:
         """Every term and pattern occurrence, spans in ``text``, sorted by start then end."""
-        if not text or not len(self):
+        if not text or not (self._terms or self._patterns):
             return []
         norm = _normalize(text)
         ntext, starts, ends, word = norm.text, norm.starts, norm.ends, norm.word
@@ -413,16 +466,17 @@ class KeywordMatcher:
         return out
 
 
-def _compile_pattern(entry_id: int, source: str) -> regex.Pattern[str]:
+def _compile_pattern(entry_id: int, source: str, *, named: bool = True) -> regex.Pattern[str]:
+    prefix = f"entry {entry_id}: " if named else ""
     if not source:
-        raise ValueError(f"entry {entry_id}: empty regular expression")
+        raise ValueError(f"{prefix}empty regular expression")
     if len(source) > MAX_PATTERN_LENGTH:
-        raise ValueError(f"entry {entry_id}: regular expression longer than {MAX_PATTERN_LENGTH} characters")
+        raise ValueError(f"{prefix}regular expression longer than {MAX_PATTERN_LENGTH} characters")
     try:
         # V1 semantics with full case folding, matching the case-folded normalised text.
         return regex.compile(source, regex.IGNORECASE | regex.FULLCASE | regex.V1)
-    except regex.error as exc:
-        raise ValueError(f"entry {entry_id}: invalid regular expression: {exc}") from None
+    except (regex.error, RecursionError, OverflowError, ValueError) as exc:
+        raise ValueError(f"{prefix}invalid regular expression: {exc}") from None
 
 
 def match_terms(terms: Sequence[tuple[int, str]], text: str) -> list[KeywordMatch]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -13,12 +14,24 @@ from seawall.db import Base, UTCDateTime, utcnow
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite only auto-increments INTEGER keys
 
 
+def new_list_uid() -> str:
+    return uuid.uuid4().hex
+
+
 class HashList(Base):
-    """A named collection of entries (HMA calls it a bank). ``kind`` is hash, url or keyword."""
+    """A named collection of entries (HMA calls it a bank). ``kind`` is hash, url or keyword.
+
+    A deleted list stays as a tombstone (``deleted_at``, its name freed by renaming it out of the
+    names a list can take), so feed followers still read its retractions and no id is reused.
+    """
 
     __tablename__ = "lists"
+    # SQLite: ids of deleted rows are never handed out again (without it, max(id) + 1 is reused).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Stable identity that never collides: names are reused, ids once were; index folders use this.
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_list_uid)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     kind: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(Text, default="")
@@ -29,9 +42,13 @@ class HashList(Base):
     thresholds: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     # PDQ lookups also try the 8 rotations and flips of the query.
     dihedral: Mapped[bool] = mapped_column(Boolean, default=True)
+    # An allowlist suppresses matches on these lists only (names); None: on every list.
+    allowlist_scope: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(120), default="")
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    former_name: Mapped[str | None] = mapped_column(String(120), nullable=True, index=True)  # a tombstone's name
 
 
 class Entry(Base):

@@ -14,29 +14,41 @@ class ListCreate(BaseModel):
     kind: str = Field(description="hash, url or keyword")
     description: str = ""
     source: str = ""
-    allowlist: bool = False
+    allowlist: bool = Field(False, description="Entries that must never trigger action (admin only).")
+    allowlist_scope: list[str] | None = Field(
+        None, description="An allowlist's lists: it suppresses matches on these only (null: every list)."
+    )
     enabled: bool = True
-    thresholds: dict[str, int] = Field(default_factory=dict, description="Per signal type, e.g. {'pdq': 31}.")
+    thresholds: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per signal type, e.g. {'pdq': 31}; above the type's safe maximum needs admin.",
+    )
     dihedral: bool = True
 
 
 class ListUpdate(BaseModel):
+    """Only the fields sent change. ``enabled``, ``dihedral``, ``allowlist``, ``allowlist_scope`` and
+    thresholds above a signal type's safe maximum change matching for every caller: admin only."""
+
     enabled: bool | None = None
     description: str | None = None
     thresholds: dict[str, int] | None = None
     dihedral: bool | None = None
     allowlist: bool | None = None
+    allowlist_scope: list[str] | None = None
 
 
 class ListOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     name: str
+    uid: str
     kind: str
     description: str
     source: str
     enabled: bool
     allowlist: bool
+    allowlist_scope: list[str] | None = None
     thresholds: dict[str, int]
     dihedral: bool
     revision: int
@@ -134,6 +146,8 @@ class FeedChange(BaseModel):
 
 class Feed(BaseModel):
     list: str
+    list_uid: str = Field(description="The list's identity: a different uid under the same name is a new list.")
+    deleted: bool = Field(False, description="The list was deleted: its last changes retract every entry.")
     kind: str
     since: int
     next_since: int = Field(description="Ask again with ?since= this value.")

@@ -41,6 +41,10 @@ class ListNotFound(LookupError):
     pass
 
 
+class ListForbidden(ListError):
+    """A change this caller may not make: it would change what every other caller gets."""
+
+
 class EntryNotFound(LookupError):
     pass
 
@@ -53,21 +57,70 @@ class InvalidEntries(ListError):
         super().__init__("; ".join(str(e) for e in errors[:5]))
 
 
+class _Unset:
+    """Marks an argument that was not given (None is a value: an allowlist scope of every list)."""
+
+
+UNSET = _Unset()
+
 # ---- lists ---------------------------------------------------------------------------------
 
 
 def get_list(session: Session, name: str) -> HashList:
-    hash_list = session.scalar(select(HashList).where(HashList.name == name))
+    hash_list = session.scalar(select(HashList).where(HashList.name == name, HashList.deleted_at.is_(None)))
     if hash_list is None:
         raise ListNotFound(f"no list named {name!r}")
     return hash_list
 
 
 def list_lists(session: Session, names: Iterable[str] | None = None) -> list[HashList]:
-    query = select(HashList).order_by(HashList.name)
+    query = select(HashList).where(HashList.deleted_at.is_(None)).order_by(HashList.name)
     if names is not None:
         query = query.where(HashList.name.in_(list(names)))
     return list(session.scalars(query))
+
+
+def feed_list(session: Session, name: str) -> HashList:
+    """The list a feed follower asking for ``name`` reads: the live list of that name, else the
+    newest deleted one that had it (its retractions are what the follower still needs)."""
+    try:
+        return get_list(session, name)
+    except ListNotFound:
+        tombstone = session.scalar(
+            select(HashList).where(HashList.former_name == name).order_by(HashList.id.desc()).limit(1)
+        )
+        if tombstone is None:
+            raise
+        return tombstone
+
+
+def _check_power(actor: Principal, what: str) -> None:
+    # Settings that change what every caller's matching does are the operator's (DESIGN.md,
+    # "Who may change what"): a curator's key may fill its lists, not switch enforcement.
+    if not actor.can("admin"):
+        raise ListForbidden(f"only an admin may {what}: it changes matching for every caller")
+
+
+def _check_thresholds(actor: Principal, thresholds: dict[str, int]) -> None:
+    from seawall.signals.base import get_signal_type
+
+    for name, value in thresholds.items():
+        safe = get_signal_type(name).safe_threshold
+        if value > safe:
+            _check_power(actor, f"set a {name} threshold above {safe}")
+
+
+def _validate_scope(session: Session, scope: Sequence[str] | None) -> list[str] | None:
+    if scope is None:
+        return None
+    names = sorted({str(n).strip() for n in scope if str(n).strip()})
+    if not names:
+        raise ListError("an allowlist scope names at least one list (or is null: every list)")
+    known = set(session.scalars(select(HashList.name).where(HashList.name.in_(names), HashList.deleted_at.is_(None))))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ListError(f"allowlist scope names unknown list(s): {', '.join(unknown)}")
+    return names
 
 
 def create_list(
@@ -82,11 +135,22 @@ def create_list(
     enabled: bool = True,
     thresholds: dict[str, int] | None = None,
     dihedral: bool = True,
+    allowlist_scope: Sequence[str] | None = None,
 ) -> HashList:
     if not _NAME.match(name):
         raise ListError("a list name is 1-120 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if kind not in LIST_KINDS:
         raise ListError(f"unknown list kind {kind!r}; kinds: {', '.join(LIST_KINDS)}")
+    if not actor.can_use_list(name):
+        raise ListForbidden(
+            f"this key may only create the lists it is limited to ({', '.join(sorted(actor.lists or ()))})"
+        )
+    checked = _validate_thresholds(thresholds or {})
+    if allowlist:
+        _check_power(actor, "create an allowlist")
+    elif allowlist_scope is not None:
+        raise ListError("only an allowlist has a scope")
+    _check_thresholds(actor, checked)
     if session.scalar(select(HashList.id).where(HashList.name == name)) is not None:
         raise ListError(f"a list named {name!r} exists already")
     hash_list = HashList(
@@ -95,16 +159,18 @@ def create_list(
         description=description,
         source=source,
         allowlist=allowlist,
+        allowlist_scope=_validate_scope(session, allowlist_scope) if allowlist else None,
         enabled=enabled,
-        thresholds=_validate_thresholds(thresholds or {}),
+        thresholds=checked,
         dihedral=dihedral,
         created_by=actor.name,
     )
     session.add(hash_list)
     session.flush()
-    audit.record(
-        session, actor, "list.create", "list", hash_list.id, {"name": name, "kind": kind, "allowlist": allowlist}
-    )
+    details: dict[str, Any] = {"name": name, "kind": kind, "allowlist": allowlist}
+    if allowlist:
+        details["allowlist_scope"] = hash_list.allowlist_scope
+    audit.record(session, actor, "list.create", "list", hash_list.id, details)
     return hash_list
 
 
@@ -135,27 +201,94 @@ def update_list(
     thresholds: dict[str, int] | None = None,
     dihedral: bool | None = None,
     allowlist: bool | None = None,
+    allowlist_scope: Sequence[str] | _Unset | None = UNSET,
 ) -> HashList:
-    """Change a list's settings; each is a list-level change that matchers pick up like entry changes."""
+    """Change a list's settings; each is a list-level change that matchers pick up like entry changes.
+
+    Switching a list on or off, its dihedral search, its allowlist flag and scope, and thresholds
+    beyond the signal type's safe maximum change what every caller gets: those need ``admin``."""
     changed: dict[str, Any] = {}
     if enabled is not None and enabled != hash_list.enabled:
+        _check_power(actor, "enable or disable a list")
         hash_list.enabled = changed["enabled"] = enabled
     if description is not None and description != hash_list.description:
         hash_list.description = changed["description"] = description
     if thresholds is not None:
-        merged = {**hash_list.thresholds, **_validate_thresholds(thresholds)}
+        checked = _validate_thresholds(thresholds)
+        _check_thresholds(actor, checked)
+        merged = {**hash_list.thresholds, **checked}
         if merged != hash_list.thresholds:
             hash_list.thresholds = changed["thresholds"] = merged
     if dihedral is not None and dihedral != hash_list.dihedral:
+        _check_power(actor, "switch a list's dihedral search")
         hash_list.dihedral = changed["dihedral"] = dihedral
     if allowlist is not None and allowlist != hash_list.allowlist:
+        _check_power(actor, "make a list an allowlist or stop it being one")
         hash_list.allowlist = changed["allowlist"] = allowlist
+        if not allowlist:
+            hash_list.allowlist_scope = None
+    if not isinstance(allowlist_scope, _Unset):
+        if not hash_list.allowlist:
+            raise ListError("only an allowlist has a scope")
+        scope = _validate_scope(session, allowlist_scope)
+        if scope != hash_list.allowlist_scope:
+            _check_power(actor, "change an allowlist's scope")
+            hash_list.allowlist_scope = changed["allowlist_scope"] = scope
     if changed:
         session.flush()
         revision = _bump_revision(session, hash_list, 1)
         session.add(ListChange(list_id=hash_list.id, revision=revision, op="list", details=changed, actor=actor.name))
         audit.record(session, actor, "list.update", "list", hash_list.id, {"name": hash_list.name, **changed})
     return hash_list
+
+
+def delete_list(session: Session, actor: Principal, hash_list: HashList) -> HashList:
+    """Delete a list: it leaves matching at once, its name is freed, and its row stays as a
+    tombstone whose change log retracts every entry, so feed followers and exchanges see the
+    retractions. Retracting a large list's entries is batched in transactions of their own
+    (``retract_deleted``); this marks the list and records the deletion."""
+    if hash_list.deleted_at is not None:
+        raise ListNotFound(f"no list named {hash_list.name!r}")
+    if hash_list.allowlist:
+        _check_power(actor, "delete an allowlist")
+    name = hash_list.name
+    counts = count_entries(session, hash_list)
+    hash_list.former_name = name
+    # Out of the names a list can take ('~' cannot start one), so the name is free at once.
+    hash_list.name = f"~deleted-{hash_list.id}"
+    hash_list.deleted_at = utcnow()
+    hash_list.enabled = False
+    from seawall.lists.exchanges.models import Exchange
+
+    # Exchanges feeding it stop: they would fill a list nobody matches against.
+    session.execute(update(Exchange).where(Exchange.list_id == hash_list.id).values(enabled=False))
+    session.flush()
+    revision = _bump_revision(session, hash_list, 1)
+    session.add(
+        ListChange(list_id=hash_list.id, revision=revision, op="list", details={"deleted": True}, actor=actor.name)
+    )
+    audit.record(session, actor, "list.delete", "list", hash_list.id, {"name": name, "entries": counts})
+    return hash_list
+
+
+def retract_deleted(factory: Any, actor: Principal, *, batch: int = 5000) -> int:
+    """Retract the entries of deleted lists, one batch per transaction (``factory`` makes write
+    sessions), until none is left: idempotent, so a crash midway is finished by the next run."""
+    from seawall.db import transaction
+
+    done = 0
+    while True:
+        with transaction(factory) as session:
+            rows = session.scalars(
+                select(Entry)
+                .join(HashList, HashList.id == Entry.list_id)
+                .where(HashList.deleted_at.is_not(None), Entry.status != "retracted")
+                .order_by(Entry.id)
+                .limit(batch)
+            ).all()
+            if not rows:
+                return done
+            done += set_status(session, actor, rows, "retracted", reason="the list was deleted", audit_event=False)
 
 
 def _bump_revision(session: Session, hash_list: HashList, count: int) -> int:
@@ -215,11 +348,12 @@ def normalise_record(hash_list: HashList, record: EntryRecord) -> EntryRecord:
         return replace(record, signal_type="url", value=value, labels=labels, level=level)
     if len(value) > MAX_KEYWORD_LENGTH:
         raise ListError(f"a keyword or pattern is at most {MAX_KEYWORD_LENGTH} characters")
-    if value.startswith("re:"):
-        try:
-            re.compile(value[3:])
-        except re.error as exc:
-            raise ListError(f"invalid pattern: {exc}") from None
+    from seawall.lists.keywords import check_keyword
+
+    try:
+        check_keyword(value)  # with the engine that will run it: what is accepted here compiles there
+    except ValueError as exc:
+        raise ListError(str(exc)) from None
     return replace(record, signal_type="keyword", value=value, labels=labels, level=None)
 
 
@@ -451,8 +585,10 @@ def set_status(
     *,
     reason: str = "",
     disabled_until: datetime | None = None,
+    audit_event: bool = True,
 ) -> int:
-    """Move entries to a status (retire = ``retracted``); returns how many changed."""
+    """Move entries to a status (retire = ``retracted``); returns how many changed. ``audit_event``
+    False: the caller's own event covers it (a list deletion retracting its entries)."""
     if status not in ENTRY_STATUSES:
         raise ListError(f"unknown status {status!r}; statuses: {', '.join(ENTRY_STATUSES)}")
     todo = [e for e in entries if e.status != status or e.disabled_until != disabled_until]
@@ -481,14 +617,15 @@ def set_status(
                     actor=actor.name,
                 )
             )
-        audit.record(
-            session,
-            actor,
-            f"entry.{status}",
-            "list",
-            hash_list.id,
-            {"name": hash_list.name, "entries": [e.id for e in entries_of_list], "reason": reason},
-        )
+        if audit_event:
+            audit.record(
+                session,
+                actor,
+                f"entry.{status}",
+                "list",
+                hash_list.id,
+                {"name": hash_list.name, "entries": [e.id for e in entries_of_list], "reason": reason},
+            )
     session.flush()
     return len(todo)
 

@@ -1,4 +1,5 @@
-"""Background work of the lists domain: entries disabled until a moment come back when it passes."""
+"""Background work of the lists domain: entries disabled until a moment come back when it passes;
+deleted lists finish retracting their entries."""
 
 from __future__ import annotations
 
@@ -25,3 +26,12 @@ def reenable_expired(factory: sessionmaker[Session]) -> int:
 @huey.periodic_task(cron("* * * * *"), name="lists.reenable_expired")
 def reenable_expired_entries() -> int:
     return reenable_expired(default_sessionmaker())
+
+
+@huey.periodic_task(cron("* * * * *"), name="lists.retract_deleted")
+def retract_deleted_lists() -> int:
+    """Finish the retractions of deleted lists that a crash or a restart interrupted."""
+    count = service.retract_deleted(default_sessionmaker(), SYSTEM)
+    if count:
+        log.info("retracted %d entries of deleted lists", count)
+    return count

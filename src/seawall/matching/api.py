@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi import Query as QueryParam
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
@@ -27,7 +26,6 @@ from seawall.config import Settings
 from seawall.fetch import FetchError, SafeFetcher
 from seawall.matching import policies, service, webhooks
 from seawall.matching.indexes import MatchIndexes
-from seawall.matching.models import EntryQuarantine
 from seawall.matching.schemas import (
     BatchItem,
     BatchOut,
@@ -314,7 +312,7 @@ def match_batch(body: BatchRequest, request: Request, principal: Principal = Dep
     outcomes: dict[int, service.MatchOutcome] = {}
     if hit:
         with state.read_sessionmaker() as db:
-            decided = service.decide_hits(db, indexes, [found[i] for i in hit], [None] * len(hit))
+            decided = service.decide_hits(db, indexes, [found[i] for i in hit], [None] * len(hit), principal)
         outcomes = {i: outcome for i, outcome in zip(hit, decided, strict=True) if outcome.matches}
     results: list[BatchItem] = []
     matched: list[tuple[service.Query, service.MatchOutcome]] = []
@@ -429,18 +427,43 @@ def redeliver(
     return DeliveryOut.model_validate(delivery)
 
 
-@admin_router.get("/quarantine", response_model=list[QuarantineOut])
+@admin_router.get("/quarantine", response_model=list[QuarantineOut], summary="Quarantined entries of your lists")
 def list_quarantine(
-    db: Session = Depends(get_db), _: Principal = Depends(require("lists:read"))
+    db: Session = Depends(get_db), principal: Principal = Depends(require("lists:read"))
 ) -> list[QuarantineOut]:
-    rows = db.scalars(select(EntryQuarantine).where(EntryQuarantine.released_at.is_(None)))
-    return [QuarantineOut.model_validate(r) for r in rows]
+    admin, who = principal.can("admin"), service.caller_key(principal)
+    return [
+        QuarantineOut(
+            entry_id=row.entry_id,
+            list=list_name,
+            since=row.since,
+            reason=row.reason,
+            everyone=row.everyone,
+            applies_to_you=row.everyone or who in (row.callers or ()),
+            # Which other partners' traffic made the spike is the operator's to know.
+            callers=list(row.callers or ()) if admin else None,
+        )
+        for row, list_name in service.list_quarantine(db, principal)
+    ]
 
 
-@admin_router.post("/quarantine/{entry_id}/release", status_code=204)
-def release(entry_id: int, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))) -> None:
+@admin_router.post("/quarantine/{entry_id}/release", status_code=204, summary="End a quarantine (admin)")
+def release(entry_id: int, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))) -> None:
     try:
         service.release_quarantine(db, actor, entry_id)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    db.commit()
+
+
+@admin_router.post(
+    "/quarantine/{entry_id}/everyone", status_code=204, summary="Pause the entry's actions for every caller (admin)"
+)
+def quarantine_everyone(
+    entry_id: int, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))
+) -> None:
+    try:
+        service.quarantine_everyone(db, actor, entry_id)
     except LookupError as exc:
         raise HTTPException(404, str(exc)) from None
     db.commit()

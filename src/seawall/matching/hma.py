@@ -31,13 +31,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from seawall.auth import audit
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
 from seawall.fetch import FetchError, FetchRefused, SafeFetcher
@@ -289,15 +288,14 @@ def _match(
 def _by_bank(outcome: service.MatchOutcome, ids: dict[int, int], signal_type: str) -> dict[str, list[dict[str, Any]]]:
     """HMA's ``{bank: [{bank_content_id, distance}]}`` for one signal type.
 
-    Allowlist lists are not banks; when an allowlist matched, HMA clients (which act on any bank
-    match) get no banks at all, and the X-Seawall-Allowlisted header says why.
+    Allowlist lists are not banks; HMA clients act on any bank match, so banks whose matches an
+    allowlist covered are left out (the X-Seawall-Allowlisted header says why).
     """
-    if outcome.decision.allowlisted:
-        return {}
+    suppressed = set(outcome.decision.suppressed_lists)
     out: dict[str, list[dict[str, Any]]] = {}
     seen: set[tuple[str, int]] = set()
     for m in outcome.matches:  # sorted by distance already
-        if m["signal_type"] != signal_type or m.get("allowlist"):
+        if m["signal_type"] != signal_type or m.get("allowlist") or m["list"] in suppressed:
             continue
         content_id = ids[m["entry_id"]]
         if (m["list"], content_id) in seen:
@@ -432,7 +430,7 @@ async def hma_compare(request: Request, _: Principal = Depends(require("match"))
 
 @router.get("/m/index/status", summary="HMA: index status by signal type")
 def hma_index_status(
-    request: Request, signal_type: str | None = None, _: Principal = Depends(require("match"))
+    request: Request, signal_type: str | None = None, principal: Principal = Depends(require("match"))
 ) -> dict[str, Any]:
     indexes: MatchIndexes = request.app.state.match_indexes
     names = ["pdq", "video_md5", "sha1", "sha256"]
@@ -447,7 +445,7 @@ def hma_index_status(
         seawall_name = SIGNAL_NAMES[name]
         size = 0
         for index in list(indexes.lists.values()):
-            if index.kind != "hash" or not index.enabled:
+            if index.kind != "hash" or not index.enabled or not principal.can_use_list(index.name):
                 continue
             if seawall_name in index.binary:
                 size += len(index.binary[seawall_name])
@@ -467,7 +465,7 @@ def _bank_json(hash_list: HashList) -> dict[str, Any]:
 def _get_bank(db: Session, principal: Principal, name: str, message: str | None = None) -> HashList:
     hash_list = None
     if principal.can_use_list(name):  # a key limited to some lists learns nothing of the others
-        hash_list = db.scalar(select(HashList).where(HashList.name == name))
+        hash_list = db.scalar(select(HashList).where(HashList.name == name, HashList.deleted_at.is_(None)))
     if hash_list is None or hash_list.kind != "hash" or hash_list.allowlist:
         raise _error(404, message or f"bank '{name}' not found")
     return hash_list
@@ -540,7 +538,7 @@ async def hma_bank_create(
     except lists_service.ListError as exc:
         if "exists already" in str(exc):
             raise _error(403, "Bank already exists") from None
-        raise _error(400, str(exc)) from None
+        raise _error(403 if isinstance(exc, lists_service.ListForbidden) else 400, str(exc)) from None
     db.commit()
     return _bank_json(hash_list)
 
@@ -563,23 +561,25 @@ async def hma_bank_update(
         raise _error(400, "Seawall does not rename banks: policies and API keys refer to lists by name")
     enabled = _enabled_from(body, None)
     if enabled is not None:
-        lists_service.update_list(db, actor, hash_list, enabled=enabled)
+        try:
+            lists_service.update_list(db, actor, hash_list, enabled=enabled)
+        except lists_service.ListForbidden as exc:
+            raise _error(403, str(exc)) from None
     db.commit()
     return _bank_json(hash_list)
 
 
 @router.delete("/c/bank/{bank_name}", summary="HMA: delete a bank and its content")
 def hma_bank_delete(
-    bank_name: str, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))
+    bank_name: str, request: Request, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))
 ) -> dict[str, str]:
     hash_list = None
     if actor.can_use_list(bank_name):
-        hash_list = db.scalar(select(HashList).where(HashList.name == bank_name))
+        hash_list = db.scalar(select(HashList).where(HashList.name == bank_name, HashList.deleted_at.is_(None)))
     if hash_list is not None and hash_list.kind == "hash" and not hash_list.allowlist:
-        counts = lists_service.count_entries(db, hash_list)
-        audit.record(db, actor, "list.delete", "list", hash_list.id, {"name": hash_list.name, "entries": counts})
-        db.execute(delete(HashList).where(HashList.id == hash_list.id))  # entries and changes cascade
+        lists_service.delete_list(db, actor, hash_list)
         db.commit()
+        lists_service.retract_deleted(request.app.state.sessionmaker, actor)
     return {"message": "Done"}  # HMA answers the same for a bank that does not exist
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,10 @@ SAVE_AFTER_CHANGES = 50_000
 SAVE_AFTER_SECONDS = 600.0
 
 
+def _scope(row: HashList) -> frozenset[str] | None:
+    return frozenset(row.allowlist_scope) if row.allowlist and row.allowlist_scope is not None else None
+
+
 def _binary_bits(signal_type: str) -> int | None:
     from seawall.signals.base import get_signal_type
 
@@ -59,6 +64,8 @@ class ListIndex:
     allowlist: bool
     thresholds: dict[str, int]
     dihedral: bool
+    uid: str = ""
+    allowlist_scope: frozenset[str] | None = None  # an allowlist's lists (None: every list)
     checkpoint: int = 0
     binary: dict[str, HammingIndex] = field(default_factory=dict)  # pdq, vpdq, binary plugin types
     exact: dict[str, ExactIndex] = field(default_factory=dict)  # md5, sha1, sha256, exact-match plugins
@@ -139,7 +146,7 @@ class ListIndex:
     def keyword_matcher(self) -> KeywordMatcher:
         matcher = self.keywords
         if matcher is None:
-            matcher = self.keywords = KeywordMatcher(list(self.keyword_terms.items()))
+            matcher = self.keywords = KeywordMatcher(list(self.keyword_terms.items()), strict=False)
         return matcher
 
 
@@ -161,6 +168,7 @@ class MatchIndexes:
         self.on_change: list[Callable[[ListIndex], None]] = []
         self._saving: set[int] = set()
         self._savers: list[threading.Thread] = []
+        self._swept = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -217,7 +225,7 @@ class MatchIndexes:
 
     def _refresh(self) -> None:
         with self.factory() as session:
-            rows = session.execute(select(HashList)).scalars().all()
+            rows = session.execute(select(HashList).where(HashList.deleted_at.is_(None))).scalars().all()
             seen = set()
             for row in rows:
                 seen.add(row.id)
@@ -227,11 +235,15 @@ class MatchIndexes:
                     continue
                 current.name, current.enabled, current.allowlist = row.name, row.enabled, row.allowlist
                 current.thresholds, current.dihedral = dict(row.thresholds or {}), row.dihedral
+                current.allowlist_scope = _scope(row)
                 if row.revision > current.checkpoint:
                     self._catch_up(session, current, row.revision)
                     self._maybe_save(current)
-            for gone in set(self.lists) - seen:
-                self.lists.pop(gone).close()
+            gone = set(self.lists) - seen
+            for list_id in gone:
+                self.lists.pop(list_id).close()
+            if gone or not self._swept:
+                self._sweep_folders({row.uid for row in rows})
             self.last_refresh = time.monotonic()
             self.last_error = None
 
@@ -244,6 +256,8 @@ class MatchIndexes:
             allowlist=row.allowlist,
             thresholds=dict(row.thresholds or {}),
             dihedral=row.dihedral,
+            uid=row.uid,
+            allowlist_scope=_scope(row),
         )
         # Note the revision first: whatever commits after it is replayed by _catch_up.
         revision = int(session.scalar(select(HashList.revision).where(HashList.id == row.id)) or 0)
@@ -292,7 +306,19 @@ class MatchIndexes:
     # -- persistence -----------------------------------------------------------------------
 
     def _list_folder(self, index: ListIndex) -> Path | None:
-        return self.folder / f"list-{index.id}" if self.folder is not None else None
+        # Keyed by the list's uid: a list id may be reused by an older database, a uid never is.
+        return self.folder / f"list-{index.uid}" if self.folder is not None else None
+
+    def _sweep_folders(self, live: set[str]) -> None:
+        """Remove saved indexes of lists that no longer exist (deleted, or from before uids)."""
+        self._swept = True
+        if self.folder is None or not self.folder.is_dir():
+            return
+        for path in self.folder.glob("list-*"):
+            if path.is_dir() and path.name.removeprefix("list-") not in live:
+                with self._locked(path) as mine:
+                    if mine:  # another process may be saving it this moment: next time
+                        shutil.rmtree(path, ignore_errors=True)
 
     @contextlib.contextmanager
     def _locked(self, folder: Path) -> Iterator[bool]:
@@ -405,7 +431,7 @@ class MatchIndexes:
     def status(self, session: Session) -> dict[str, Any]:
         revisions = dict(session.execute(select(HashList.id, HashList.revision)).all())
         out: dict[str, Any] = {}
-        for list_id, index in sorted(self.lists.items(), key=lambda kv: kv[1].name):
+        for list_id, index in sorted(list(self.lists.items()), key=lambda kv: kv[1].name):
             current = int(revisions.get(list_id, index.checkpoint))
             out[index.name] = {"revision": index.checkpoint, "lag": max(0, current - index.checkpoint)}
         return out

@@ -83,7 +83,7 @@ class WebhookDelivery(Base):
 
 
 class EntryMatchBucket(Base):
-    """Matches of one entry in one hour: the baseline its match rate is compared with."""
+    """Distinct contents that matched one entry in one hour: the baseline its rate is compared with."""
 
     __tablename__ = "entry_match_buckets"
     __table_args__ = (UniqueConstraint("entry_id", "hour", name="uq_entry_match_buckets_entry_hour"),)
@@ -94,13 +94,32 @@ class EntryMatchBucket(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class EntryMatchContent(Base):
+    """One distinct content one caller matched an entry with, in one hour: what quarantine counts
+    (a caller repeating one hash, or one request repeating it, is counted once)."""
+
+    __tablename__ = "entry_match_contents"
+    __table_args__ = (
+        UniqueConstraint("entry_id", "hour", "principal", "content", name="uq_entry_match_contents_identity"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(BigInteger)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    principal: Mapped[str] = mapped_column(String(120))
+    content: Mapped[str] = mapped_column(String(64))
+
+
 class EntryQuarantine(Base):
-    """An entry whose match rate jumped far above its baseline: its actions pause until reviewed."""
+    """An entry whose match rate jumped far above its baseline: its actions pause until reviewed —
+    for the callers whose matches made the jump (``callers``), or for everyone once an admin says so."""
 
     __tablename__ = "entry_quarantine"
 
     entry_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reason: Mapped[str] = mapped_column(Text)
+    callers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    everyone: Mapped[bool] = mapped_column(Boolean, default=False)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     released_by: Mapped[str | None] = mapped_column(String(120), nullable=True)

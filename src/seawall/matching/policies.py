@@ -9,7 +9,7 @@ would have done is recorded, but nothing is done. ``stop`` ends evaluation once 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,7 @@ class Decision:
     shadow_actions: list[dict[str, Any]] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     allowlisted: bool = False
+    suppressed_lists: list[str] = field(default_factory=list)  # lists whose matches an allowlist covered
 
 
 def _describe(match: dict[str, Any]) -> str:
@@ -92,18 +93,44 @@ def _describe(match: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def decide(rules: Sequence[Rule], matches: list[dict[str, Any]], media: str | None, paused: set[int]) -> Decision:
-    """The actions for these matches, with a reason for every decision taken or withheld."""
+def decide(
+    rules: Sequence[Rule],
+    matches: list[dict[str, Any]],
+    media: str | None,
+    paused: set[int],
+    scopes: Mapping[str, frozenset[str] | None] | None = None,
+    hidden: Collection[str] = (),
+) -> Decision:
+    """The actions for these matches, with a reason for every decision taken or withheld.
+
+    An allowlist match suppresses the matches on the lists in its scope (``scopes``: allowlist name
+    → the lists it covers, None for every list); matches on other lists are decided as usual.
+    ``hidden``: allowlists the caller may not read, which reasons describe without naming them."""
     decision = Decision()
     if not matches:
         return decision
     allowed = [m for m in matches if m.get("allowlist")]
+    candidates = [m for m in matches if not m.get("allowlist")]
     if allowed:
         decision.allowlisted = True
-        decision.reasons.append(f"allowlisted ({_describe(allowed[0])}): no action is taken")
-        return decision
+
+        def covered(m: dict[str, Any]) -> bool:
+            return any((scope := (scopes or {}).get(a["list"])) is None or m["list"] in scope for a in allowed)
+
+        suppressed = [m for m in candidates if covered(m)]
+        candidates = [m for m in candidates if not covered(m)]
+        decision.suppressed_lists = sorted({m["list"] for m in suppressed})
+        visible = [a for a in allowed if a["list"] not in hidden]
+        by = f"allowlisted ({_describe(visible[0])})" if visible else "allowlisted by an operator allowlist"
+        if not candidates:
+            if not visible and not suppressed:
+                return Decision()  # only an allowlist the caller may not read matched: a miss to it
+            decision.reasons.append(f"{by}: no action is taken")
+            return decision
+        if suppressed:
+            decision.reasons.append(f"{by}: matches on {', '.join(decision.suppressed_lists)} are not acted on")
     live = []
-    for m in matches:
+    for m in candidates:
         if m["entry_id"] in paused:
             decision.reasons.append(f"entry {m['entry_id']} is quarantined: its actions are paused pending review")
         else:

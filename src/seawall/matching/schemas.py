@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +49,9 @@ class MatchOut(BaseModel):
     actions: list[dict[str, Any]]
     shadow_actions: list[dict[str, Any]] = []
     allowlisted: bool = False
+    suppressed_lists: list[str] = Field(
+        default_factory=list, description="Lists whose matches an allowlist covered: no action is taken on them."
+    )
     reasons: list[str] = []
     signals: dict[str, Any] | None = None
 
@@ -129,8 +133,12 @@ class DeliveryOut(BaseModel):
 
 
 class QuarantineOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     entry_id: int
+    list: str
     since: datetime
     reason: str
+    everyone: bool = Field(description="Paused for every caller (an admin's decision), not only those in the spike.")
+    applies_to_you: bool = Field(description="Whether this entry's actions are paused for the caller asking.")
+    callers: builtins.list[str] | None = Field(
+        None, description="The callers whose matches made the spike (admins only)."
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +19,10 @@ from sqlalchemy.orm import Session
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
 from seawall.db import utcnow, writer_turn
-from seawall.lists.models import Entry
+from seawall.lists.models import Entry, HashList
 from seawall.matching import policies, webhooks
 from seawall.matching.indexes import ListIndex, MatchIndexes
-from seawall.matching.models import EntryMatchBucket, EntryQuarantine, MatchEvent
+from seawall.matching.models import EntryMatchBucket, EntryMatchContent, EntryQuarantine, MatchEvent
 from seawall.signals.pdq import DIHEDRAL_NAMES
 
 MIN_PDQ_QUALITY = 50
@@ -49,6 +51,11 @@ class Query:
             pdq_dihedral=hashed.get("pdq_dihedral"),
             vpdq=hashed.get("vpdq"),
         )
+
+    def content_key(self) -> str:
+        """What the content is, for counting distinct contents (quarantine): its signals, URL or text."""
+        material = json.dumps({"s": self.signals, "u": self.url, "t": self.text}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
 
     def public_signals(self) -> dict[str, Any]:
         """Signals for the match log: values only (vPDQ as a frame count), never content."""
@@ -136,10 +143,18 @@ def _search_vpdq(session: Session, index: ListIndex, frames: list[dict[str, Any]
 def usable_lists(
     indexes: MatchIndexes, lists: Iterable[str] | None, principal: Principal | None
 ) -> Iterator[ListIndex]:
-    """The enabled lists a search covers: all, or only ``lists``, and only those the caller may use."""
+    """The enabled lists a search covers: all, or only ``lists``, and only those the caller may use
+    — plus every enabled allowlist: allowlists are the operator's and apply to every caller's
+    matches on the lists in their scope (what the caller is not allowed to see of them is hidden
+    from its answer, see ``decide_hits``)."""
     wanted = set(lists) if lists is not None else None
     for index in list(indexes.lists.values()):
-        if not index.enabled or (wanted is not None and index.name not in wanted):
+        if not index.enabled:
+            continue
+        if index.allowlist:
+            yield index
+            continue
+        if wanted is not None and index.name not in wanted:
             continue
         if principal is not None and not principal.can_use_list(index.name):
             continue
@@ -282,21 +297,29 @@ class MatchOutcome:
             "actions": self.decision.actions,
             "shadow_actions": self.decision.shadow_actions,
             "allowlisted": self.decision.allowlisted,
+            "suppressed_lists": self.decision.suppressed_lists,
             "reasons": self.decision.reasons,
         }
 
 
-def quarantined(session: Session, entry_ids: Iterable[int]) -> set[int]:
+def caller_key(principal: Principal) -> str:
+    """How the match log and quarantine name a caller."""
+    return f"{principal.kind}:{principal.name}"[:120]
+
+
+def quarantined(session: Session, entry_ids: Iterable[int], principal: Principal | None = None) -> set[int]:
+    """Entries whose actions are paused for this caller: quarantined because of its own matches,
+    or for everyone by an admin's decision. Without a principal: every quarantined entry."""
     ids = set(entry_ids)
     if not ids:
         return set()
-    return set(
-        session.scalars(
-            select(EntryQuarantine.entry_id).where(
-                EntryQuarantine.entry_id.in_(ids), EntryQuarantine.released_at.is_(None)
-            )
+    rows = session.execute(
+        select(EntryQuarantine.entry_id, EntryQuarantine.everyone, EntryQuarantine.callers).where(
+            EntryQuarantine.entry_id.in_(ids), EntryQuarantine.released_at.is_(None)
         )
-    )
+    ).all()
+    who = caller_key(principal) if principal is not None else None
+    return {int(e) for e, everyone, callers in rows if who is None or everyone or who in (callers or ())}
 
 
 def evaluate(
@@ -316,23 +339,31 @@ def evaluate(
         hits = find_hits(
             session, indexes, query, settings, lists=lists, principal=principal, include_low_quality=include_low_quality
         )
-    return decide_hits(session, indexes, [hits], [query.media])[0]
+    return decide_hits(session, indexes, [hits], [query.media], principal)[0]
 
 
 def decide_hits(
-    session: Session, indexes: MatchIndexes, hits: Sequence[list[Hit]], media: Sequence[str | None]
+    session: Session,
+    indexes: MatchIndexes,
+    hits: Sequence[list[Hit]],
+    media: Sequence[str | None],
+    principal: Principal | None = None,
 ) -> list[MatchOutcome]:
     """``evaluate`` for many queries whose hits are known: the entries, quarantines and policies are
-    read once for all of them (nothing is read when nothing was hit)."""
+    read once for all of them (nothing is read when nothing was hit). Matches on allowlists the
+    caller may not read decide like any other, then are left out of its answer."""
     rows = _active_entries(session, {h.entry_id for found in hits for h in found})
     described = [_describe(indexes, found, rows) if found else [] for found in hits]
     outcomes = [MatchOutcome(str(uuid.uuid4()), matches, policies.Decision()) for matches in described]
     if any(described):
-        paused = quarantined(session, (m["entry_id"] for matches in described for m in matches))
+        paused = quarantined(session, (m["entry_id"] for matches in described for m in matches), principal)
         rules = policies.load_rules(session)
+        scopes = {i.name: i.allowlist_scope for i in list(indexes.lists.values()) if i.allowlist}
+        hidden = {name for name in scopes if principal is not None and not principal.can_use_list(name)}
         for outcome, kind in zip(outcomes, media, strict=True):
             if outcome.matches:
-                outcome.decision = policies.decide(rules, outcome.matches, kind, paused)
+                outcome.decision = policies.decide(rules, outcome.matches, kind, paused, scopes, hidden)
+                outcome.matches = [m for m in outcome.matches if m["list"] not in hidden]
     return outcomes
 
 
@@ -371,25 +402,36 @@ def record_matches(
     if not matched:
         return
     with factory() as session, writer_turn(session):
+        counted: set[int] = set()  # one request counts once per entry, however often it repeats
         for query, outcome in matched:
-            record_match(session, settings, principal, query, outcome)
+            record_match(session, settings, principal, query, outcome, counted)
         session.commit()
 
 
 def record_match(
-    session: Session, settings: Settings, principal: Principal, query: Query, outcome: MatchOutcome
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    query: Query,
+    outcome: MatchOutcome,
+    counted: set[int] | None = None,
 ) -> MatchEvent:
+    """Log a match, count it per entry, and quarantine entries whose rate jumped. ``counted``: the
+    entries this request counted already (a batch of many copies of one hash counts once)."""
     # Counted first, so a quarantine this match triggers is among the reasons the event records.
     entry_ids = sorted({m["entry_id"] for m in outcome.matches})
     session.execute(update(Entry).where(Entry.id.in_(entry_ids)).values(match_count=Entry.match_count + 1))
-    newly = count_and_quarantine(session, settings, entry_ids)
+    fresh = [e for e in entry_ids if counted is None or e not in counted]
+    if counted is not None:
+        counted.update(fresh)
+    newly = count_and_quarantine(session, settings, principal, {e: query.content_key() for e in fresh})
     if newly:
         outcome.decision.reasons.append(
             f"entries {', '.join(map(str, newly))} quarantined: their match rate jumped far above baseline"
         )
     event = MatchEvent(
         match_id=outcome.match_id,
-        principal=f"{principal.kind}:{principal.name}",
+        principal=caller_key(principal),
         media=query.media,
         signals=query.public_signals(),
         matches=outcome.matches,
@@ -416,17 +458,41 @@ def webhook_payload(query: Query, outcome: MatchOutcome) -> dict[str, Any]:
     }
 
 
-def count_and_quarantine(session: Session, settings: Settings, entry_ids: list[int]) -> list[int]:
-    """Count this hour's matches per entry; quarantine entries far above their weekly baseline."""
+def count_and_quarantine(
+    session: Session, settings: Settings, principal: Principal, contents: dict[int, str]
+) -> list[int]:
+    """Count, per entry and hour, the distinct contents (per caller) that matched it, and quarantine
+    entries far above their weekly baseline — for the callers whose matches made the jump.
+
+    Requests are not what is counted: one caller sending one hash 200 times is one content, so no
+    single caller can push an entry over the line by repetition, and a quarantine pauses actions only
+    for the callers in the spike (an admin can extend it to everyone)."""
+    if not contents:
+        return []
     now = utcnow()
     hour = now.replace(minute=0, second=0, microsecond=0)
+    who = caller_key(principal)
     dialect = session.get_bind().dialect.name
     insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
+    entry_ids = sorted(contents)
+    new_content: list[int] = []
     for entry_id in entry_ids:
+        added = session.execute(
+            insert_fn(EntryMatchContent)
+            .values(entry_id=entry_id, hour=hour, principal=who, content=contents[entry_id][:64])
+            .on_conflict_do_nothing(index_elements=["entry_id", "hour", "principal", "content"])
+            .returning(EntryMatchContent.id)  # a row back only when it is new (rowcount is -1 on psycopg)
+        ).scalar_one_or_none()
+        if added is not None:
+            new_content.append(entry_id)
+    for entry_id in new_content:
         stmt = insert_fn(EntryMatchBucket).values(entry_id=entry_id, hour=hour, count=1)
         session.execute(
             stmt.on_conflict_do_update(index_elements=["entry_id", "hour"], set_={"count": EntryMatchBucket.count + 1})
         )
+    if not new_content:
+        return []
+    entry_ids = new_content
     week_ago = hour - timedelta(days=7)
     current = dict(
         session.execute(
@@ -456,34 +522,73 @@ def count_and_quarantine(session: Session, settings: Settings, entry_ids: list[i
         rate = current[entry_id]
         if entry_id in already or rate < settings.quarantine_factor * baseline:
             continue
-        reason = f"{rate} matches this hour against a baseline of {baseline:.1f}/hour"
+        callers = sorted(
+            set(
+                session.scalars(
+                    select(EntryMatchContent.principal).where(
+                        EntryMatchContent.entry_id == entry_id, EntryMatchContent.hour == hour
+                    )
+                )
+            )
+        )
+        reason = (
+            f"{rate} distinct contents matched this hour against a baseline of {baseline:.1f}/hour, "
+            f"from {len(callers)} caller(s)"
+        )
         existing = session.get(EntryQuarantine, entry_id)
         if existing is None:
-            session.add(EntryQuarantine(entry_id=entry_id, since=now, reason=reason))
+            session.add(EntryQuarantine(entry_id=entry_id, since=now, reason=reason, callers=callers, everyone=False))
         else:
             existing.since, existing.reason, existing.released_at, existing.released_by = now, reason, None, None
-        newly.append(entry_id)
+            existing.callers, existing.everyone = callers, False
+        newly.append(entry_id)  # this caller is among its callers: it added content this hour
     return newly
+
+
+def list_quarantine(session: Session, principal: Principal) -> list[tuple[EntryQuarantine, str]]:
+    """Open quarantines of entries in lists the caller may read, with each entry's list name."""
+    rows = session.execute(
+        select(EntryQuarantine, HashList.name)
+        .join(Entry, Entry.id == EntryQuarantine.entry_id)
+        .join(HashList, HashList.id == Entry.list_id)
+        .where(EntryQuarantine.released_at.is_(None), HashList.deleted_at.is_(None))
+        .order_by(EntryQuarantine.since)
+    ).all()
+    return [(q, name) for q, name in rows if principal.can_use_list(name)]
+
+
+def _open_quarantine(session: Session, entry_id: int) -> EntryQuarantine:
+    row = session.get(EntryQuarantine, entry_id)
+    if row is None or row.released_at is not None:
+        raise LookupError(f"entry {entry_id} is not quarantined")
+    return row
 
 
 def release_quarantine(session: Session, actor: Principal, entry_id: int) -> None:
     from seawall.auth import audit
 
-    row = session.get(EntryQuarantine, entry_id)
-    if row is None or row.released_at is not None:
-        raise LookupError(f"entry {entry_id} is not quarantined")
+    row = _open_quarantine(session, entry_id)
     row.released_at, row.released_by = utcnow(), actor.name
     audit.record(session, actor, "entry.quarantine_release", "entry", entry_id, {"reason": row.reason})
 
 
+def quarantine_everyone(session: Session, actor: Principal, entry_id: int) -> None:
+    """An admin's decision that a quarantine pauses the entry's actions for every caller."""
+    from seawall.auth import audit
+
+    row = _open_quarantine(session, entry_id)
+    if not row.everyone:
+        row.everyone = True
+        audit.record(session, actor, "entry.quarantine_everyone", "entry", entry_id, {"reason": row.reason})
+
+
 def overview(session: Session) -> dict[str, int]:
     """The dashboard's figures."""
-    from seawall.lists.models import HashList
     from seawall.matching.models import WebhookDelivery
 
     since = utcnow() - timedelta(hours=24)
     return {
-        "lists": int(session.scalar(select(func.count()).select_from(HashList)) or 0),
+        "lists": int(session.scalar(select(func.count()).where(HashList.deleted_at.is_(None))) or 0),
         "active_entries": int(session.scalar(select(func.count()).where(Entry.status == "active")) or 0),
         "matches_24h": int(session.scalar(select(func.count()).where(MatchEvent.occurred_at >= since)) or 0),
         "quarantined": int(session.scalar(select(func.count()).where(EntryQuarantine.released_at.is_(None))) or 0),

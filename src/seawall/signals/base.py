@@ -86,6 +86,13 @@ class SignalType(ABC):
     bits: ClassVar[int | None] = None
     #: Default match threshold (distance <= threshold is a match).
     default_threshold: ClassVar[int] = 0
+    #: The highest threshold a list curator may set; beyond it matches are mostly unrelated content,
+    #: so only an admin may go further (None: the default threshold is the safe maximum).
+    max_safe_threshold: ClassVar[int | None] = None
+
+    @property
+    def safe_threshold(self) -> int:
+        return self.default_threshold if self.max_safe_threshold is None else self.max_safe_threshold
 
     def applies_to(self, media: str) -> bool:
         return BYTES in self.media or media in self.media

@@ -14,17 +14,25 @@ from seawall.web.deps import get_db, require
 router = APIRouter(prefix="/v1/exchanges", tags=["exchanges"])
 
 
-def _get(db: Session, name: str) -> service.Exchange:
+def _get(db: Session, name: str, principal: Principal) -> service.Exchange:
     try:
-        return service.get_exchange(db, name)
+        exchange = service.get_exchange(db, name)
     except service.ExchangeNotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    # A key limited to some lists learns nothing of the exchanges feeding the others.
+    if not principal.can_use_list(exchange.hash_list.name):
+        raise HTTPException(404, f"no exchange named {name!r}")
+    return exchange
 
 
 # Exchange settings say where a hotline's lists come from: curators (lists:write) may read them.
 @router.get("", response_model=list[ExchangeOut])
-def list_exchanges(db: Session = Depends(get_db), _: Principal = Depends(require("lists:write"))) -> list[ExchangeOut]:
-    return [ExchangeOut(**service.status(e)) for e in service.list_exchanges(db)]
+def list_exchanges(
+    db: Session = Depends(get_db), principal: Principal = Depends(require("lists:write"))
+) -> list[ExchangeOut]:
+    return [
+        ExchangeOut(**service.status(e)) for e in service.list_exchanges(db) if principal.can_use_list(e.hash_list.name)
+    ]
 
 
 @router.post("", response_model=ExchangeOut, status_code=201)
@@ -52,16 +60,16 @@ def create_exchange(
 
 @router.get("/{name}", response_model=ExchangeOut)
 def show_exchange(
-    name: str, db: Session = Depends(get_db), _: Principal = Depends(require("lists:write"))
+    name: str, db: Session = Depends(get_db), principal: Principal = Depends(require("lists:write"))
 ) -> ExchangeOut:
-    return ExchangeOut(**service.status(_get(db, name)))
+    return ExchangeOut(**service.status(_get(db, name, principal)))
 
 
 @router.patch("/{name}", response_model=ExchangeOut)
 def update_exchange(
     name: str, body: ExchangeUpdate, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))
 ) -> ExchangeOut:
-    exchange = _get(db, name)
+    exchange = _get(db, name, actor)
     try:
         service.update_exchange(db, actor, exchange, **body.model_dump())
     except lists_service.ListError as exc:
@@ -78,7 +86,7 @@ def sync(
     db: Session = Depends(get_db),
     actor: Principal = Depends(require("lists:write")),
 ) -> SyncOut:
-    _get(db, name)
+    _get(db, name, actor)
     db.close()
     if not wait:
         from seawall.lists.exchanges.tasks import sync_exchange

@@ -1,8 +1,12 @@
 """The ``seawall`` exchange: follow another Seawall instance's list feed (hotlines and platforms federating).
 
-The checkpoint is the source list's revision. Each feed page becomes one batch: adds, updates and
-status changes (retractions included) are mirrored as the entry stands at the source. Opinions on
-mirrored entries go back to the source's opinions endpoint, the entry found by value and external id.
+The checkpoint is the source list's revision and identity (``list_uid``). Each feed page becomes
+one batch: adds, updates and status changes (retractions included) are mirrored as the entry stands
+at the source. A deleted source list's feed ends with the retraction of every entry. When the name
+comes to mean another list (the old one deleted, a new one created), the new list is read from its
+start as a snapshot, so whatever the old one brought and the new one lacks is retracted. Opinions
+on mirrored entries go back to the source's opinions endpoint, the entry found by value and
+external id.
 """
 
 from __future__ import annotations
@@ -66,8 +70,16 @@ class SeawallFeedExchange(ExchangeType[SeawallFeedConfig]):
 
     def fetch(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:
         since = int((checkpoint or {}).get("revision", 0))
+        known_uid = (checkpoint or {}).get("list_uid")
+        snapshot = False
+        first = True
         while True:
             page = self._get("/feed", {"since": since, "limit": self.config.page_size})
+            uid = page.get("list_uid")
+            if first and known_uid and uid and uid != known_uid and since:
+                # Another list under the same name: read it whole, as a snapshot of what to keep.
+                since, snapshot = 0, True
+                page = self._get("/feed", {"since": 0, "limit": self.config.page_size})
             try:
                 changes = page["changes"]
                 next_since = int(page["next_since"])
@@ -93,9 +105,18 @@ class SeawallFeedExchange(ExchangeType[SeawallFeedConfig]):
                 raise ExchangeError(f"malformed feed page after revision {since}: {exc!r}") from None
             if next_since < since:
                 raise ExchangeError(f"the feed went backwards ({next_since} after {since})")
-            yield Batch(upserts=list(records.values()), checkpoint={"revision": next_since})
+            last = not more or not changes
+            # Mid-snapshot the old identity is kept: a sync killed now starts the snapshot again.
+            identity = known_uid if snapshot and not last else uid
+            yield Batch(
+                upserts=list(records.values()),
+                checkpoint={"revision": next_since, **({"list_uid": identity} if identity else {})},
+                snapshot_begin=snapshot and first,
+                snapshot_end=snapshot and last,
+            )
+            first = False
             since = next_since
-            if not more or not changes:
+            if last:
                 return
 
     def _find_remote(self, item: FeedbackItem) -> int | None:
