@@ -19,6 +19,7 @@ non-public address is refused without saying which address (DNS answers are not 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -163,13 +164,19 @@ def _check_scheme(scheme: str) -> None:
         raise FetchRefused(f"refused: only http and https URLs are fetched, not {scheme or 'no scheme'!r}")
 
 
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    """The TLS context of every pool: certifi's trust store, never one named by the environment. Made
+    once per process: loading the store is most of the cost of a one-off request."""
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
 class SafeTransport(httpx.BaseTransport):
     """Sends each request to the checked address of its host, never to one a later lookup might give."""
 
     def __init__(self, rules: AddressRules, *, verify: ssl.SSLContext | bool = True) -> None:
         self.rules = rules
-        # One TLS context for all pools; its trust store is certifi's, never one named by the environment.
-        self._verify = httpx.create_ssl_context(verify=verify, trust_env=False) if isinstance(verify, bool) else verify
+        self._verify = _default_tls() if verify is True else verify
         # One connection pool per host name: a pool is keyed by address, and a TLS connection made
         # (and verified) for one name must never carry another name's requests.
         self._pools: dict[str, httpx.HTTPTransport] = {}
