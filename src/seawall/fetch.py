@@ -127,11 +127,7 @@ class AddressRules:
 
     def pin(self, host: str, port: int) -> IPAddress:
         """The checked address to connect to for ``host`` (a name or a literal address)."""
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            literal = None
-        if literal is not None:
+        if _literal(host) is not None:
             return self.check_address(host)
         candidates = self.resolve(host, port)
         if not candidates:
@@ -152,11 +148,16 @@ class AddressRules:
         host = parsed.raw_host.decode("ascii")
         if not host:
             raise FetchRefused("refused: the URL has no host")
-        try:
-            ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return  # a name: checked when it is resolved, at each request
-        self.check_address(host)
+        if _literal(host) is not None:  # a name is checked when it is resolved, at each request
+            self.check_address(host)
+
+
+def _literal(host: str) -> IPAddress | None:
+    """The address ``host`` spells literally (an IPv6 zone dropped), or None for a name."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
 
 
 def _check_scheme(scheme: str) -> None:
@@ -190,7 +191,7 @@ class SafeTransport(httpx.BaseTransport):
         port = url.port or (443 if url.scheme == "https" else 80)
         address = self.rules.pin(host, port)
         extensions: dict[str, Any] = dict(request.extensions)
-        if str(address) != host:
+        if _literal(host) is None:
             extensions["sni_hostname"] = host  # TLS: name and certificate are the host's, not the address's
         pinned = httpx.Request(
             request.method,
@@ -219,7 +220,6 @@ def safe_client(
     follow_redirects: bool = False,
     max_redirects: int = 5,
     verify: ssl.SSLContext | bool = True,
-    headers: dict[str, str] | None = None,
 ) -> httpx.Client:
     """An httpx client that only reaches what ``rules`` allow, each redirect hop checked again.
 
@@ -230,7 +230,6 @@ def safe_client(
         timeout=timeout,
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
-        headers=headers,
     )
 
 
