@@ -321,3 +321,20 @@ def test_the_safe_client_ignores_proxy_settings_and_rechecks_redirect_hops(
     finally:
         proxy.shutdown()
     assert proxied == []
+
+
+def test_no_outgoing_request_is_made_outside_fetch_py() -> None:
+    """Every client is built by seawall.fetch (safe_client, SafeFetcher): nothing else opens one."""
+    package = Path(__file__).resolve().parents[2] / "src" / "seawall"
+    opening = re.compile(
+        r"httpx\.(Client|AsyncClient|HTTPTransport|AsyncHTTPTransport|get|post|put|patch|delete|request|stream)\("
+        r"|urllib\.request|http\.client|^\s*(import|from) (requests|urllib3|aiohttp)\b|socket\.create_connection"
+    )
+    found = [
+        f"{path.relative_to(package)}:{n}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "fetch.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if opening.search(line)
+    ]
+    assert found == []
