@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from seawall.redact import redact_url
 
 
 def _default_home() -> Path:
@@ -50,7 +54,7 @@ class Settings(BaseSettings):
     # fetching URLs (capture, match by URL): SSRF-safe by default
     fetch_allow_networks: list[str] = Field(
         default_factory=list,
-        description="CIDRs a fetch may reach although private/loopback/link-local (e.g. a test server).",
+        description="CIDRs outgoing requests (fetches, webhooks, exchanges) may reach although not public.",
     )
     fetch_max_bytes: int = Field(100 * 1024 * 1024, description="Largest response body a fetch reads.")
     fetch_timeout_seconds: float = Field(20.0, description="Total time a fetch may take, redirects included.")
@@ -85,37 +89,53 @@ class Settings(BaseSettings):
         return f"sqlite+pysqlite:///{self.home / 'seawall.db'}"
 
     def ensure_home(self) -> Path:
-        self.home.mkdir(parents=True, exist_ok=True)
+        # Created private: it holds the database, the secret key, evidence. An existing folder is left as it is.
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self.home
 
     def effective_secret_key(self) -> str:
         """The configured secret, or one generated once and kept in SEAWALL_HOME."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
-        import secrets
-
         path = self.ensure_home() / "secret.key"
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+            _create_private_file(path, secrets.token_urlsafe(48))
+        key = path.read_text().strip()
+        if not key:
+            raise RuntimeError(f"{path} is empty: remove it to have a new key made, or set SEAWALL_SECRET_KEY")
+        return key
 
     def masked(self) -> dict[str, Any]:
-        """Settings for display, with secrets and database passwords masked."""
-        from sqlalchemy.engine import make_url
-
+        """Settings for display: secrets masked, and credentials in any URL (userinfo, ?password=…)."""
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
-            elif name in ("database_url", "queue_url") and value:
-                value = make_url(value).render_as_string(hide_password=True) if "://" in value else value
+            elif isinstance(value, str) and "://" in value:
+                value = redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
-        out["effective_database_url"] = make_url(self.effective_database_url).render_as_string(hide_password=True)
+        out["effective_database_url"] = redact_url(self.effective_database_url)
         return out
+
+
+def _create_private_file(path: Path, text: str) -> None:
+    """Write ``path`` once, mode 0600 from its creation, atomically: a process that loses a race to
+    create it reads the winner's file, never a partial one, and nobody's file is overwritten."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(temporary, path)  # fails if the name exists: the first writer wins
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @lru_cache(maxsize=1)

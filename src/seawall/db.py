@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -53,9 +54,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _make_private(database: str | None) -> None:
+    """The database file and its WAL and shared-memory files readable by this user only. SQLite gives
+    -wal and -shm the main file's mode, so doing this before WAL is switched on covers new ones too."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):  # absent yet, or another user's file: not ours to change
+            os.chmod(database + suffix, 0o600)
+
+
 def _configure_sqlite(engine: Engine) -> None:
+    first = [True]
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        if first[0]:
+            first[0] = False
+            _make_private(engine.url.database)
         # Take over transaction control from pysqlite so BEGIN is emitted when SQLAlchemy begins.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()

@@ -1,27 +1,46 @@
-"""The SSRF-safe fetcher: http(s) only, public addresses unless allowed, redirects re-checked, size and time caps.
+"""Every outgoing request Seawall makes (URL matching, HMA hashing, exchanges, webhooks) goes through here.
 
-The host is resolved here and every address checked before anything connects; the request then
-goes to the checked address (with the original Host header and TLS server name), so a DNS answer
-that changes between check and connect (rebinding) cannot redirect it. Each redirect hop is checked
-the same way.
+The rules (:class:`AddressRules`): http(s) only, and only to public addresses unless an address is in
+``SEAWALL_FETCH_ALLOW_NETWORKS``. :class:`SafeTransport` resolves the host itself, checks every
+address it has, and connects to the checked address (with the original Host header and TLS server
+name), so a DNS answer that changes between check and connect (rebinding) cannot redirect it.
+:func:`safe_client` puts that transport in an httpx client that ignores proxy settings from the
+environment; each redirect hop is a new request through the transport, so it is checked the same way.
+:class:`SafeFetcher` adds size and time caps for fetching one URL's body.
+
+IPv6 forms that carry an IPv4 address: the IPv4-mapped (``::ffff:a.b.c.d``), IPv4-translated
+(``::ffff:0:a.b.c.d``) and NAT64 well-known-prefix (``64:ff9b::a.b.c.d``) forms are how an IPv6 host
+legitimately reaches IPv4, so they are judged by the IPv4 address they carry. The deprecated or
+ambiguous ones are refused outright: IPv4-compatible (``::a.b.c.d``), 6to4 (``2002::/16``), Teredo
+(``2001::/32``) and local-use NAT64 (``64:ff9b:1::/48``, whose embedding depends on the local setup).
+A refusal names an address only when the caller wrote it literally; a host name that resolves to a
+non-public address is refused without saying which address (DNS answers are not echoed).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
 from seawall.config import Settings
+from seawall.redact import redact_url
 
 Resolver = Callable[[str, int], list[str]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The response extension where :class:`SafeTransport` records the address it connected to.
+PEER_ADDRESS = "seawall.peer_address"
 
 
 class FetchError(Exception):
@@ -50,13 +69,185 @@ def _system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+_net = ipaddress.ip_network
+# IPv6 forms whose last 32 bits are the IPv4 address a packet ends up at: judged by that address.
+_CARRIES_IPV4 = (_net("::ffff:0:0/96"), _net("::ffff:0:0:0/96"), _net("64:ff9b::/96"))
+# Refused whatever they carry: deprecated, tunnelling or local forms, and ranges Python still calls global.
+_REFUSED_V6 = (
+    _net("::/96"),  # IPv4-compatible (deprecated), :: and ::1 among them
+    _net("64:ff9b:1::/48"),  # local-use NAT64
+    _net("2001::/32"),  # Teredo
+    _net("2002::/16"),  # 6to4 (deprecated)
+    _net("fec0::/10"),  # site-local (deprecated)
+    _net("3fff::/20"),  # documentation
+)
+_GLOBAL_UNICAST_V6 = _net("2000::/3")
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    if isinstance(address, ipaddress.IPv6Address) and any(address in net for net in _CARRIES_IPV4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return _is_public(embedded)
+    if isinstance(address, ipaddress.IPv6Address) and (
+        address not in _GLOBAL_UNICAST_V6 or any(address in net for net in _REFUSED_V6)
+    ):
+        return False
     return address.is_global and not address.is_multicast
 
 
+class AddressRules:
+    """Where outgoing requests may go: public addresses, plus the networks an operator allowed."""
+
+    def __init__(self, allow_networks: Sequence[str] = (), resolver: Resolver | None = None) -> None:
+        self.allow: list[IPNetwork] = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
+        self.resolve = resolver or _system_resolver
+
+    @classmethod
+    def from_settings(cls, settings: Settings, resolver: Resolver | None = None) -> AddressRules:
+        return cls(settings.fetch_allow_networks, resolver)
+
+    def allows(self, address: IPAddress) -> bool:
+        embedded = _embedded_ipv4(address)
+        if any(address in net or (embedded is not None and embedded in net) for net in self.allow):
+            return True
+        return _is_public(address)
+
+    def check_address(self, text: str) -> IPAddress:
+        """The address, if a request may go there; FetchRefused naming it otherwise."""
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        if not self.allows(address):
+            raise FetchRefused(f"refused: {address} is not a public address")
+        return address
+
+    def pin(self, host: str, port: int) -> IPAddress:
+        """The checked address to connect to for ``host`` (a name or a literal address)."""
+        if _literal(host) is not None:
+            return self.check_address(host)
+        candidates = self.resolve(host, port)
+        if not candidates:
+            raise FetchError(f"cannot resolve {host!r}")
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in candidates]
+        # Every address the name has must be allowed: otherwise a second lookup could pick the bad one.
+        if not all(self.allows(a) for a in addresses):
+            raise FetchRefused(f"refused: {host} resolves to a non-public address")
+        return addresses[0]
+
+    def check_url(self, url: str) -> None:
+        """What can be checked without resolving: the scheme, and the host when it is a literal address."""
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise FetchRefused(f"refused: not a valid URL ({exc})") from None
+        _check_scheme(parsed.scheme)
+        host = parsed.raw_host.decode("ascii")
+        if not host:
+            raise FetchRefused("refused: the URL has no host")
+        if _literal(host) is not None:  # a name is checked when it is resolved, at each request
+            self.check_address(host)
+
+
+def _literal(host: str) -> IPAddress | None:
+    """The address ``host`` spells literally (an IPv6 zone dropped), or None for a name."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _check_scheme(scheme: str) -> None:
+    if scheme.lower() not in ("http", "https"):
+        raise FetchRefused(f"refused: only http and https URLs are fetched, not {scheme or 'no scheme'!r}")
+
+
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    """The TLS context of every pool: certifi's trust store, never one named by the environment. Made
+    once per process: loading the store is most of the cost of a one-off request."""
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
+class SafeTransport(httpx.BaseTransport):
+    """Sends each request to the checked address of its host, never to one a later lookup might give."""
+
+    def __init__(self, rules: AddressRules, *, verify: ssl.SSLContext | bool = True) -> None:
+        self.rules = rules
+        self._verify = _default_tls() if verify is True else verify
+        # One connection pool per host name: a pool is keyed by address, and a TLS connection made
+        # (and verified) for one name must never carry another name's requests.
+        self._pools: dict[str, httpx.HTTPTransport] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        _check_scheme(url.scheme)
+        host = url.raw_host.decode("ascii")
+        if not host:
+            raise FetchRefused("refused: the URL has no host")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        address = self.rules.pin(host, port)
+        extensions: dict[str, Any] = dict(request.extensions)
+        if _literal(host) is None:
+            extensions["sni_hostname"] = host  # TLS: name and certificate are the host's, not the address's
+        pinned = httpx.Request(
+            request.method,
+            url.copy_with(host=str(address)),
+            headers=request.headers,  # the Host header names the original host
+            stream=request.stream,
+            extensions=extensions,
+        )
+        pool = self._pools.get(host)
+        if pool is None:
+            pool = self._pools[host] = httpx.HTTPTransport(verify=self._verify, trust_env=False)
+        response = pool.handle_request(pinned)
+        response.extensions[PEER_ADDRESS] = str(address)
+        return response
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+def safe_client(
+    rules: AddressRules,
+    *,
+    timeout: httpx.Timeout | float,
+    follow_redirects: bool = False,
+    max_redirects: int = 5,
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.Client:
+    """An httpx client that only reaches what ``rules`` allow, each redirect hop checked again.
+
+    ``trust_env=False``: proxy variables, .netrc and SSL_CERT_FILE from the environment are not read."""
+    return httpx.Client(
+        transport=SafeTransport(rules, verify=verify),
+        trust_env=False,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+    )
+
+
+class _RedactUrls(logging.Filter):
+    """httpx logs every request's URL at INFO: credentials in it (userinfo, ?token=) are masked first."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactUrls())
+
+
 class SafeFetcher:
+    """Fetch one URL's body under the rules, within a size and a time cap, following checked redirects."""
+
     def __init__(
         self,
         *,
@@ -66,13 +257,14 @@ class SafeFetcher:
         max_redirects: int = 5,
         resolver: Resolver | None = None,
         user_agent: str = "Seawall",
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self.allow: list[IPNetwork] = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
+        self.rules = AddressRules(allow_networks, resolver)
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.max_redirects = max_redirects
-        self.resolve = resolver or _system_resolver
         self.user_agent = user_agent
+        self.verify = verify
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SafeFetcher:
@@ -84,59 +276,33 @@ class SafeFetcher:
         )
 
     def check_address(self, text: str) -> IPAddress:
-        address = ipaddress.ip_address(text.split("%", 1)[0])
-        if _is_public(address) or any(address in net for net in self.allow):
-            return address
-        raise FetchRefused(f"refused: {address} is not a public address")
-
-    def _target(self, url: str) -> tuple[str, str, IPAddress]:
-        """The checked (scheme, host, address) of a URL, or FetchRefused."""
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise FetchRefused(f"refused: only http and https URLs are fetched, not {scheme or 'no scheme'!r}")
-        host = parts.hostname
-        if not host:
-            raise FetchRefused("refused: the URL has no host")
-        port = parts.port or (443 if scheme == "https" else 80)
-        try:
-            literal: IPAddress | None = ipaddress.ip_address(host)
-        except ValueError:
-            literal = None
-        candidates = [str(literal)] if literal is not None else self.resolve(host, port)
-        if not candidates:
-            raise FetchError(f"cannot resolve {host!r}")
-        # Every address the name has must be allowed: otherwise a second lookup could pick the bad one.
-        checked = [self.check_address(a) for a in candidates]
-        return scheme, host, checked[0]
+        return self.rules.check_address(text)
 
     def fetch(self, url: str) -> Fetched:
         deadline = time.monotonic() + self.timeout
         redirects: list[str] = []
         current = url
-        with httpx.Client(follow_redirects=False, trust_env=False, verify=True) as client:
+        # Redirects are followed here, not by the client, to count them against one deadline.
+        with safe_client(self.rules, timeout=self.timeout, verify=self.verify) as client:
             while True:
-                scheme, host, address = self._target(current)
-                parts = urlsplit(current)
-                ip_host = f"[{address}]" if address.version == 6 else str(address)
-                netloc = ip_host + (f":{parts.port}" if parts.port else "")
-                direct = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise FetchError(f"timed out after {self.timeout:g} s")
-                host_header = host if not parts.port else f"{host}:{parts.port}"
-                request = client.build_request(
-                    "GET",
-                    direct,
-                    headers={"host": host_header, "user-agent": self.user_agent, "accept": "*/*"},
-                    extensions={"sni_hostname": host, "timeout": httpx.Timeout(remaining).as_dict()},
-                )
+                try:
+                    request = client.build_request(
+                        "GET",
+                        current,
+                        headers={"user-agent": self.user_agent, "accept": "*/*"},
+                        extensions={"timeout": httpx.Timeout(remaining).as_dict()},
+                    )
+                except httpx.InvalidURL as exc:
+                    raise FetchRefused(f"refused: not a valid URL ({exc})") from None
                 try:
                     response = client.send(request, stream=True)
                 except httpx.TimeoutException:
                     raise FetchError(f"timed out after {self.timeout:g} s") from None
                 except httpx.HTTPError as exc:
-                    raise FetchError(f"cannot fetch {current}: {exc}") from None
+                    raise FetchError(f"cannot fetch {redact_url(current)}: {exc}") from None
                 try:
                     if response.is_redirect:
                         if len(redirects) >= self.max_redirects:
@@ -152,7 +318,7 @@ class SafeFetcher:
                     status=response.status_code,
                     content_type=response.headers.get("content-type", ""),
                     body=body,
-                    address=str(address),
+                    address=str(response.extensions[PEER_ADDRESS]),
                     redirects=tuple(redirects),
                 )
 
@@ -171,5 +337,5 @@ class SafeFetcher:
         except httpx.TimeoutException:
             raise FetchError(f"timed out after {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
-            raise FetchError(f"cannot fetch {url}: {exc}") from None
+            raise FetchError(f"cannot fetch {redact_url(url)}: {exc}") from None
         return bytes(body)

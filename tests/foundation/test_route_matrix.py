@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from seawall.auth import service as auth_service
 from seawall.auth.permissions import ROLE_SCOPES, SCOPES, SYSTEM, Role
+from seawall.config import Settings
 from seawall.lists import service as lists_service
 from seawall.lists.exchanges import service as exchanges_service
 from seawall.lists.models import Entry, HashList
@@ -424,7 +425,7 @@ def _session_client(app: Any, username: str) -> tuple[TestClient, str]:
 
 
 @pytest.fixture
-def world(client: TestClient, db: Session, tmp_path: Path) -> World:
+def world(client: TestClient, db: Session, settings: Settings, tmp_path: Path) -> World:
     mine = lists_service.create_list(db, SYSTEM, name="mine", kind="hash")
     theirs = lists_service.create_list(db, SYSTEM, name="theirs", kind="hash")
     lists_service.add_entries(db, SYSTEM, mine, [EntryRecord("pdq", MINE_PDQ)])
@@ -434,7 +435,7 @@ def world(client: TestClient, db: Session, tmp_path: Path) -> World:
     source.write_bytes(CSV)
     for name, target in (("mine-feed", "mine"), ("theirs-feed", "theirs")):
         exchanges_service.create_exchange(
-            db, SYSTEM, name=name, type="file", list_name=target, config={"location": str(source)}
+            db, settings, SYSTEM, name=name, type="file", list_name=target, config={"location": str(source)}
         )
     db.commit()
     w = World(tmp=tmp_path, their_uid=theirs.uid)

@@ -277,15 +277,16 @@ def test_new_and_retired_entries_take_effect_within_a_second(
 
 
 def test_match_by_url_refuses_private_addresses(client: TestClient, partner: dict[str, str]) -> None:
-    for url in (
-        "http://127.0.0.1:9/x.jpg",
-        "http://10.0.0.5/x.jpg",
-        "http://169.254.169.254/latest/",
-        "http://localhost/",
+    for url, detail in (
+        ("http://127.0.0.1:9/x.jpg", "refused: 127.0.0.1 is not a public address"),
+        ("http://10.0.0.5/x.jpg", "refused: 10.0.0.5 is not a public address"),
+        ("http://169.254.169.254/latest/", "refused: 169.254.169.254 is not a public address"),
+        ("http://[64:ff9b::a9fe:a9fe]/latest/", "refused: 64:ff9b::a9fe:a9fe is not a public address"),
+        # A name: refused without echoing what it resolved to.
+        ("http://localhost/", "refused: localhost resolves to a non-public address"),
     ):
         response = client.post("/v1/match", json={"url": url}, headers=partner)
-        assert response.status_code == 422
-        assert "is not a public address" in response.json()["detail"]
+        assert (response.status_code, response.json()) == (422, {"detail": detail})
 
 
 def test_concurrent_matches_and_list_writes_all_succeed(live_server: Any, db: Session) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from seawall.auth import service as auth_service
 from seawall.auth.permissions import SYSTEM
+from seawall.config import Settings
 from seawall.db import utcnow
 from seawall.lists import service as lists_service
 from seawall.lists.exchanges import service as exchanges_service
@@ -241,7 +242,7 @@ def test_a_quarantine_pauses_only_the_callers_in_the_spike_unless_an_admin_widen
 
 
 def test_limited_keys_see_only_their_own_lists_exchanges_and_index_sizes(
-    client: TestClient, db: Session, tmp_path: Path
+    client: TestClient, db: Session, settings: Settings, tmp_path: Path
 ) -> None:
     _list(db, "mine", [EntryRecord("pdq", PDQ)])
     _list(db, "theirs", [EntryRecord("pdq", _flip(PDQ, 200)), EntryRecord("md5", MD5)])
@@ -249,7 +250,7 @@ def test_limited_keys_see_only_their_own_lists_exchanges_and_index_sizes(
     source.write_text(f"signal_type,value\npdq,{PDQ}\n")
     for name, target in (("mine-feed", "mine"), ("theirs-feed", "theirs")):
         exchanges_service.create_exchange(
-            db, SYSTEM, name=name, type="file", list_name=target, config={"location": str(source)}
+            db, settings, SYSTEM, name=name, type="file", list_name=target, config={"location": str(source)}
         )
     db.commit()
     _refresh(client)

@@ -4,50 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from receivers import Receiver, receiver_accepts
 from seawall.auth import service as auth_service
 from seawall.auth.permissions import SYSTEM
 from seawall.config import Settings
+from seawall.db import make_sessionmaker, utcnow
 from seawall.lists import service as lists_service
 from seawall.lists.records import EntryRecord
 from seawall.matching import policies, webhooks
 from seawall.matching.models import WebhookDelivery
 
 
-class Receiver:
-    """A webhook receiver on loopback that fails its first ``failures`` requests with HTTP 503."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = 503 if len(receiver.received) <= receiver.failures else 204
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The receivers here listen on loopback: allowed as an operator would allow an internal one."""
+    settings.fetch_allow_networks = ["127.0.0.0/8"]
+    return settings
 
 
 @pytest.fixture
@@ -74,7 +55,7 @@ def _setup(db: Session, settings: Settings, url: str, max_attempts: int) -> tupl
 
 
 def test_webhook_retries_with_backoff_then_delivers_signed(
-    client: TestClient, db: Session, settings: Settings, scheduled: list[tuple[int, float]]
+    client: TestClient, db: Session, engine: Engine, settings: Settings, scheduled: list[tuple[int, float]]
 ) -> None:
     receiver = Receiver(failures=2)
     try:
@@ -85,19 +66,25 @@ def test_webhook_retries_with_backoff_then_delivers_signed(
         [(delivery_id, delay)] = scheduled
         assert delay == 0.0
         states = []
-        for _ in range(3):
-            db.expire_all()
-            delivery = webhooks.attempt(db, settings, delivery_id)
-            db.commit()
+        factory, clock = make_sessionmaker(engine), utcnow()
+        for wait in (0, 10, 20):  # the test's clock moves on by each back-off
+            clock += timedelta(seconds=wait)
+            delivery = webhooks.attempt(factory, settings, delivery_id, now=clock)
             states.append((delivery.state, delivery.attempts, delivery.last_error))
+            if wait == 0:  # before its back-off has passed, a retry does nothing
+                early = webhooks.attempt(factory, settings, delivery_id, now=clock + timedelta(seconds=4))
+                assert (early.attempts, len(receiver.received)) == (1, 1)
         assert states == [("pending", 1, "HTTP 503"), ("pending", 2, "HTTP 503"), ("delivered", 3, "")]
         assert [d for _, d in scheduled[1:]] == [10.0, 20.0]  # exponential back-off from the 10 s base
         headers_seen, raw = receiver.received[-1]
+        # Checked as a receiver writes it from the documented format, not with Seawall's own helper.
+        assert receiver_accepts(secret, headers_seen, raw)
+        assert not receiver_accepts("wrong", headers_seen, raw)
+        assert not receiver_accepts(secret, headers_seen, raw.replace(b"trust", b"TRUST"))
+        assert not receiver_accepts(secret, {**headers_seen, "x-seawall-timestamp": "1700000000"}, raw)
+        # The helper the module offers receivers agrees.
         assert webhooks.verify_signature(
             secret, headers_seen["x-seawall-timestamp"], raw, headers_seen["x-seawall-signature"]
-        )
-        assert not webhooks.verify_signature(
-            "wrong", headers_seen["x-seawall-timestamp"], raw, headers_seen["x-seawall-signature"]
         )
         payload = json.loads(raw)
         assert payload["match_id"] == body["match_id"] and payload["matches"][0]["value"] == value
@@ -107,7 +94,7 @@ def test_webhook_retries_with_backoff_then_delivers_signed(
 
 
 def test_webhook_dead_letter_and_manual_redelivery(
-    client: TestClient, db: Session, settings: Settings, scheduled: list[tuple[int, float]]
+    client: TestClient, db: Session, engine: Engine, settings: Settings, scheduled: list[tuple[int, float]]
 ) -> None:
     receiver = Receiver(failures=3)
     try:
@@ -115,18 +102,16 @@ def test_webhook_dead_letter_and_manual_redelivery(
         client.app.state.match_indexes.refresh()  # type: ignore[attr-defined]
         client.get("/v1/match", params={"signal_type": "md5", "value": value}, headers=headers)
         [(delivery_id, _)] = scheduled
-        for _ in range(3):
-            db.expire_all()
-            webhooks.attempt(db, settings, delivery_id)
-            db.commit()
+        factory, clock = make_sessionmaker(engine), utcnow()
+        for wait in (0, 10, 20):
+            clock += timedelta(seconds=wait)
+            webhooks.attempt(factory, settings, delivery_id, now=clock)
         dead = client.get("/v1/webhooks/deliveries", params={"state": "dead"}, headers=headers).json()
         assert [(d["id"], d["attempts"], d["last_status"]) for d in dead] == [(delivery_id, 3, 503)]
         again = client.post(f"/v1/webhooks/deliveries/{delivery_id}/redeliver", headers=headers)
         assert again.json()["state"] == "pending" and again.json()["attempts"] == 0
         assert scheduled[-1] == (delivery_id, 0.0)
-        db.expire_all()
-        assert webhooks.attempt(db, settings, delivery_id).state == "delivered"
-        db.commit()
+        assert webhooks.attempt(make_sessionmaker(engine), settings, delivery_id).state == "delivered"
         assert len(receiver.received) == 4
     finally:
         receiver.close()

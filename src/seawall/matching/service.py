@@ -23,6 +23,7 @@ from seawall.lists.models import Entry, HashList
 from seawall.matching import policies, webhooks
 from seawall.matching.indexes import ListIndex, MatchIndexes
 from seawall.matching.models import EntryMatchBucket, EntryMatchContent, EntryQuarantine, MatchEvent
+from seawall.redact import redact_url
 from seawall.signals.pdq import DIHEDRAL_NAMES
 
 MIN_PDQ_QUALITY = 50
@@ -65,7 +66,7 @@ class Query:
         if self.vpdq is not None:
             out["vpdq_frames"] = len(self.vpdq)
         if self.url:
-            out["url"] = self.url
+            out["url"] = redact_url(self.url)  # the match log keeps no credentials a URL carried
         if self.text is not None:
             out["text_length"] = len(self.text)
         return out

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from seawall.config import get_settings
-from seawall.db import default_sessionmaker, transaction
+from seawall.db import default_sessionmaker
 from seawall.matching import webhooks
 from seawall.tasks import huey
 
 
 @huey.task(name="webhooks.deliver")
 def deliver_webhook(delivery_id: int) -> str:
-    with transaction(default_sessionmaker()) as session:
-        delivery = webhooks.attempt(session, get_settings(), delivery_id)
-        return delivery.state
+    return webhooks.attempt(default_sessionmaker(), get_settings(), delivery_id).state

@@ -13,19 +13,28 @@ import json
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
 
 from seawall.auth import audit
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.db import utcnow
+from seawall.db import transaction, utcnow
+from seawall.fetch import AddressRules, FetchError, safe_client
 from seawall.matching.models import Webhook, WebhookDelivery
+from seawall.redact import redact_text, redact_url
 from seawall.secrets import decrypt_secret, encrypt_secret
+
+#: An attempt in flight keeps others off the delivery this long past the receiver's timeout.
+LEASE_MARGIN_SECONDS = 60.0
+#: A retry may start this much before its time (workers' clocks differ a little).
+CLOCK_SLACK_SECONDS = 5.0
 
 
 class WebhookError(ValueError):
@@ -57,6 +66,10 @@ def create_webhook(
     """Register a target; returns it and its signing secret (generated when absent), shown once."""
     if not url.startswith(("http://", "https://")):
         raise WebhookError("a webhook URL starts with http:// or https://")
+    try:
+        AddressRules.from_settings(settings).check_url(url)  # a host name is checked at each delivery
+    except FetchError as exc:
+        raise WebhookError(f"webhook URL {exc}") from None
     if session.scalar(select(Webhook.id).where(Webhook.name == name)) is not None:
         raise WebhookError(f"a webhook named {name!r} exists already")
     if not 1 <= max_attempts <= 50:
@@ -65,7 +78,7 @@ def create_webhook(
     hook = Webhook(name=name, url=url, secret_encrypted=encrypt_secret(settings, secret), max_attempts=max_attempts)
     session.add(hook)
     session.flush()
-    audit.record(session, actor, "webhook.create", "webhook", hook.id, {"name": name, "url": url})
+    audit.record(session, actor, "webhook.create", "webhook", hook.id, {"name": name, "url": redact_url(url)})
     return hook, secret
 
 
@@ -110,15 +123,46 @@ def backoff(settings: Settings, attempts: int) -> float:
     return float(min(settings.webhook_retry_base_seconds * (2 ** max(0, attempts - 1)), 6 * 3600))
 
 
-def attempt(session: Session, settings: Settings, delivery_id: int, now: datetime | None = None) -> WebhookDelivery:
-    """Try one delivery once; on failure schedule the next try, or move it to the dead letters."""
+@dataclass(frozen=True)
+class _Outgoing:
+    """What one attempt sends, read in the claiming transaction."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    attempt: int  # the attempt number this worker claimed
+    lease: datetime  # the next_attempt_at it set: the claim's token
+    max_attempts: int
+
+
+def _claim(session: Session, settings: Settings, delivery_id: int, now: datetime) -> _Outgoing | None:
+    """Take the delivery's next attempt, or None when it is not pending or another worker holds it.
+
+    The claim is a compare-and-set on the attempt count that also moves ``next_attempt_at`` past the
+    request's timeout: a second worker (a duplicate task, a redelivery racing a retry) finds the
+    delivery not due and leaves it, so one attempt is in flight at a time."""
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None:
         raise LookupError(f"no webhook delivery {delivery_id}")
     if delivery.state != "pending":
-        return delivery
-    hook = session.get(Webhook, delivery.webhook_id)
-    assert hook is not None
+        return None
+    hook = session.get_one(Webhook, delivery.webhook_id)
+    due = delivery.next_attempt_at is None or delivery.next_attempt_at <= now + timedelta(seconds=CLOCK_SLACK_SECONDS)
+    if not due:
+        return None
+    lease = now + timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
+    claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.state == "pending",
+            WebhookDelivery.attempts == delivery.attempts,
+        )
+        .values(attempts=delivery.attempts + 1, next_attempt_at=lease)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return None
     body = json.dumps(delivery.payload, sort_keys=True, separators=(",", ":")).encode()
     timestamp = int(time.time())
     headers = {
@@ -128,27 +172,68 @@ def attempt(session: Session, settings: Settings, delivery_id: int, now: datetim
         "x-seawall-delivery": str(delivery.id),
         "x-seawall-signature": sign(decrypt_secret(settings, hook.secret_encrypted), timestamp, body),
     }
-    delivery.attempts += 1
-    error = ""
+    return _Outgoing(hook.url, body, headers, delivery.attempts + 1, lease, hook.max_attempts)
+
+
+def _post(settings: Settings, outgoing: _Outgoing) -> tuple[int | None, str]:
+    """(status, error) of one POST under the outgoing-request rules; error is empty on a 2xx."""
+    rules = AddressRules.from_settings(settings)
     try:
-        response = httpx.post(hook.url, content=body, headers=headers, timeout=settings.webhook_timeout_seconds)
-        delivery.last_status = response.status_code
-        if 200 <= response.status_code < 300:
-            delivery.state, delivery.delivered_at, delivery.last_error = "delivered", utcnow(), ""
-            delivery.next_attempt_at = None
-            return delivery
-        error = f"HTTP {response.status_code}"
+        with safe_client(rules, timeout=settings.webhook_timeout_seconds) as client:
+            response = client.post(outgoing.url, content=outgoing.body, headers=outgoing.headers)
+    except FetchError as exc:
+        return None, str(exc)
     except httpx.HTTPError as exc:
-        delivery.last_status = None
-        error = f"{type(exc).__name__}: {exc}"
-    delivery.last_error = error
-    if delivery.attempts >= hook.max_attempts:
-        delivery.state, delivery.next_attempt_at = "dead", None
-    else:
-        delay = backoff(settings, delivery.attempts)
+        return None, redact_text(f"{type(exc).__name__}: {exc}")
+    if 200 <= response.status_code < 300:
+        return response.status_code, ""
+    return response.status_code, f"HTTP {response.status_code}"
+
+
+def attempt(
+    factory: sessionmaker[Session], settings: Settings, delivery_id: int, now: datetime | None = None
+) -> WebhookDelivery:
+    """Try one delivery once; on failure schedule the next try, or move it to the dead letters.
+
+    Three steps, so no transaction is open while the receiver answers: claim the attempt and read
+    what to send; POST; record the outcome, only if the attempt is still ours (a redelivery in the
+    meantime starts a fresh budget, and this attempt's outcome no longer counts)."""
+    with transaction(factory) as session:
+        outgoing = _claim(session, settings, delivery_id, now or utcnow())
+    if outgoing is not None:
+        status, error = _post(settings, outgoing)
+        delay = _record(factory, settings, delivery_id, outgoing, status, error, now)
+        if delay is not None:
+            scheduler(delivery_id, delay)
+    with factory() as session:
+        return session.get_one(WebhookDelivery, delivery_id)
+
+
+def _record(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    delivery_id: int,
+    outgoing: _Outgoing,
+    status: int | None,
+    error: str,
+    now: datetime | None,
+) -> float | None:
+    """Store the attempt's outcome; the delay before the next try, or None when there is none."""
+    with transaction(factory) as session:
+        delivery = session.get_one(WebhookDelivery, delivery_id)
+        mine = delivery.attempts == outgoing.attempt and delivery.next_attempt_at == outgoing.lease
+        if delivery.state != "pending" or not mine:
+            return None
+        delivery.last_status, delivery.last_error = status, error
+        if not error:
+            delivery.state, delivery.delivered_at, delivery.next_attempt_at = "delivered", utcnow(), None
+            return None
+        if outgoing.attempt >= outgoing.max_attempts:
+            delivery.state, delivery.next_attempt_at = "dead", None
+            return None
+        delay = backoff(settings, outgoing.attempt)
         delivery.next_attempt_at = (now or utcnow()) + timedelta(seconds=delay)
-        _after_commit(session, delivery.id, delay)
-    return delivery
+        return delay
 
 
 def deliveries(session: Session, state: str | None = None, limit: int = 100) -> list[WebhookDelivery]:

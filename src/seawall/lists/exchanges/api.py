@@ -37,11 +37,15 @@ def list_exchanges(
 
 @router.post("", response_model=ExchangeOut, status_code=201)
 def create_exchange(
-    body: ExchangeCreate, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))
+    body: ExchangeCreate,
+    request: Request,
+    db: Session = Depends(get_db),
+    actor: Principal = Depends(require("admin")),
 ) -> ExchangeOut:
     try:
         exchange = service.create_exchange(
             db,
+            request.app.state.settings,
             actor,
             name=body.name,
             type=body.type,
@@ -67,11 +71,15 @@ def show_exchange(
 
 @router.patch("/{name}", response_model=ExchangeOut)
 def update_exchange(
-    name: str, body: ExchangeUpdate, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))
+    name: str,
+    body: ExchangeUpdate,
+    request: Request,
+    db: Session = Depends(get_db),
+    actor: Principal = Depends(require("admin")),
 ) -> ExchangeOut:
     exchange = _get(db, name, actor)
     try:
-        service.update_exchange(db, actor, exchange, **body.model_dump())
+        service.update_exchange(db, request.app.state.settings, actor, exchange, **body.model_dump())
     except lists_service.ListError as exc:
         raise HTTPException(422, str(exc)) from None
     db.commit()
@@ -94,7 +102,7 @@ def sync(
         sync_exchange(name)
         return SyncOut(exchange=name, ok=True, queued=True)
     try:
-        report = service.run_sync(request.app.state.sessionmaker, name, actor=actor)
+        report = service.run_sync(request.app.state.sessionmaker, request.app.state.settings, name, actor=actor)
     except service.ExchangeBusy as exc:
         raise HTTPException(409, str(exc)) from None
     return SyncOut(**report.as_dict())

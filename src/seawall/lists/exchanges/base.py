@@ -22,12 +22,18 @@ from typing import Any, ClassVar, Final, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from seawall.config import Settings
+from seawall.fetch import AddressRules, safe_client
 from seawall.lists.records import EntryRecord
+from seawall.redact import redact_url
+from seawall.secrets import decrypt_secret, encrypt_secret
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP: Final = "seawall.exchanges"
 MASK: Final = "********"
+#: How a stored secret begins: the rest is its encryption under the instance's key (seawall.secrets).
+SEALED: Final = "sealed:"
 
 
 class ExchangeError(RuntimeError):
@@ -97,12 +103,26 @@ class ExchangeType(ABC, Generic[ConfigT]):
     Config: ClassVar[type[ExchangeConfig]]
     supports_feedback: ClassVar[bool] = False
 
-    def __init__(self, config: ConfigT, *, exchange_name: str, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        config: ConfigT,
+        *,
+        exchange_name: str,
+        client: httpx.Client | None = None,
+        rules: AddressRules | None = None,
+        max_redirects: int = 5,
+    ) -> None:
         self.config: ConfigT = config
         self.exchange_name = exchange_name
-        # Tests hand in a client; otherwise one with sane timeouts, closed by close().
+        # Otherwise a client under the outgoing-request rules (public addresses only unless ``rules``
+        # allow more), each redirect hop checked again; closed by close().
         self._own_client = client is None
-        self.client = client or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+        self.client = client or safe_client(
+            rules or AddressRules(),
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            follow_redirects=True,
+            max_redirects=max_redirects,
+        )
 
     def close(self) -> None:
         if self._own_client:
@@ -136,7 +156,7 @@ class ExchangeType(ABC, Generic[ConfigT]):
 
 
 def dump_config(config: ExchangeConfig) -> dict[str, Any]:
-    """The config as stored: JSON values with secrets in clear (the database is the vault here)."""
+    """The config as JSON values, secrets in clear: :func:`seal_secrets` encrypts them before storing."""
     out: dict[str, Any] = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
@@ -152,10 +172,38 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps(values, default=str)))
 
 
-def mask_config(exchange_type: type[ExchangeType], stored: dict[str, Any]) -> dict[str, Any]:
-    """The stored config for display: every secret replaced by a fixed mask (or empty if unset)."""
+def seal_secrets(settings: Settings, exchange_type: type[ExchangeType], config: dict[str, Any]) -> dict[str, Any]:
+    """The config as stored: each secret field encrypted under the instance's key."""
     secrets = exchange_type.secret_fields()
-    return {k: (MASK if v else "") if k in secrets else v for k, v in stored.items()}
+    return {
+        k: SEALED + encrypt_secret(settings, v) if k in secrets and isinstance(v, str) and v else v
+        for k, v in config.items()
+    }
+
+
+def open_secrets(settings: Settings, exchange_type: type[ExchangeType], stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored config with its secrets decrypted: only to build the exchange that uses them.
+
+    A secret without the sealed prefix is taken as it is: one stored before secrets were encrypted
+    that the migration could not recognise (a plugin's, the plugin absent); saving the config seals it."""
+    secrets = exchange_type.secret_fields()
+    return {
+        k: decrypt_secret(settings, v.removeprefix(SEALED))
+        if k in secrets and isinstance(v, str) and v.startswith(SEALED)
+        else v
+        for k, v in stored.items()
+    }
+
+
+def mask_config(exchange_type: type[ExchangeType], stored: dict[str, Any]) -> dict[str, Any]:
+    """The stored config for display: every secret replaced by a fixed mask (or empty if unset), and
+    credentials in URL values (userinfo, ?token=…) masked."""
+    secrets = exchange_type.secret_fields()
+    return {k: (MASK if v else "") if k in secrets else _redacted(v) for k, v in stored.items()}
+
+
+def _redacted(value: Any) -> Any:
+    return redact_url(value) if isinstance(value, str) and "://" in value else value
 
 
 # ---------------------------------------------------------------- registry

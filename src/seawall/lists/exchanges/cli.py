@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seawall.auth.permissions import cli_principal
+from seawall.config import get_settings
 from seawall.db import default_sessionmaker, transaction
 from seawall.lists import service as lists_service
 from seawall.lists.exchanges import service
@@ -68,6 +69,7 @@ def create(
         with transaction(default_sessionmaker()) as session:
             service.create_exchange(
                 session,
+                get_settings(),
                 cli_principal(),
                 name=name,
                 type=type_,
@@ -93,6 +95,7 @@ def set_(
         with transaction(default_sessionmaker()) as session:
             service.update_exchange(
                 session,
+                get_settings(),
                 cli_principal(),
                 service.get_exchange(session, name),
                 config=_parse_config(config),
@@ -107,7 +110,8 @@ def set_(
 def _set_enabled(name: str, enabled: bool) -> None:
     try:
         with transaction(default_sessionmaker()) as session:
-            service.update_exchange(session, cli_principal(), service.get_exchange(session, name), enabled=enabled)
+            exchange = service.get_exchange(session, name)
+            service.update_exchange(session, get_settings(), cli_principal(), exchange, enabled=enabled)
     except service.ExchangeNotFound as exc:
         raise _fail(str(exc)) from None
     err.print(f"{'enabled' if enabled else 'disabled'} {name}")
@@ -181,7 +185,7 @@ def show(
 def sync(name: str = typer.Argument(..., help="Exchange name.")) -> None:
     """Sync now, in this process (resumes from the checkpoint)."""
     try:
-        report = service.run_sync(default_sessionmaker(), name, actor=cli_principal())
+        report = service.run_sync(default_sessionmaker(), get_settings(), name, actor=cli_principal())
     except (service.ExchangeNotFound, service.ExchangeBusy) as exc:
         raise _fail(str(exc)) from None
     summary = (

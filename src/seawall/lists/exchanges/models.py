@@ -14,7 +14,7 @@ from seawall.lists.models import HashList
 
 class Exchange(Base):
     """A source of entries for a list. ``config`` holds the type's settings, secrets included: they
-    are stored so the worker can use them, and masked wherever they are shown."""
+    are stored encrypted (``sealed:…``), decrypted only to run a sync, and masked wherever shown."""
 
     __tablename__ = "exchanges"
 

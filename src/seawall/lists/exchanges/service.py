@@ -26,21 +26,27 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from seawall.auth import audit
 from seawall.auth.permissions import SYSTEM, Principal
+from seawall.config import Settings
 from seawall.db import transaction, utcnow
+from seawall.fetch import AddressRules, FetchError
 from seawall.lists import service as lists_service
 from seawall.lists.exchanges.base import (
     MASK,
     Batch,
+    ExchangeError,
     ExchangeType,
     FeedbackItem,
     Retraction,
     dump_config,
     get_exchange_type,
     mask_config,
+    open_secrets,
+    seal_secrets,
 )
 from seawall.lists.exchanges.models import Exchange
 from seawall.lists.models import Entry, HashList, ListChange, Opinion
 from seawall.lists.records import EntryRecord
+from seawall.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -83,25 +89,33 @@ def masked_config(exchange: Exchange) -> dict[str, Any]:
         return {k: MASK for k in exchange.config}
 
 
-def _validated(type_name: str, raw: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def _validated(
+    settings: Settings, type_name: str, raw: dict[str, Any], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config to store: ``raw`` over ``previous``, validated, its secrets sealed."""
     try:
         exchange_type = get_exchange_type(type_name)
     except KeyError as exc:
         raise lists_service.ListError(str(exc.args[0])) from None
-    merged = dict(previous or {})
+    merged = open_secrets(settings, exchange_type, previous or {})
     for key, value in raw.items():
-        # The mask shown for a secret, sent back unchanged, keeps the stored secret.
+        # What the display shows, sent back unchanged, keeps the stored value: a secret's mask, or a
+        # URL whose credentials were masked.
         if value == MASK and key in exchange_type.secret_fields() and key in merged:
+            continue
+        stored = merged.get(key)
+        if isinstance(stored, str) and value != stored and value == redact_url(stored):
             continue
         merged[key] = value
     try:
-        return dump_config(exchange_type.parse_config(merged))
+        return seal_secrets(settings, exchange_type, dump_config(exchange_type.parse_config(merged)))
     except ValueError as exc:
         raise lists_service.ListError(str(exc)) from None
 
 
 def create_exchange(
     session: Session,
+    settings: Settings,
     actor: Principal,
     *,
     name: str,
@@ -120,7 +134,7 @@ def create_exchange(
     if interval_minutes < 1:
         raise lists_service.ListError("the interval is at least 1 minute")
     hash_list = lists_service.get_list(session, list_name)
-    stored = _validated(type, config or {})
+    stored = _validated(settings, type, config or {})
     exchange = Exchange(
         name=name,
         type=type.strip().lower(),
@@ -145,6 +159,7 @@ def create_exchange(
 
 def update_exchange(
     session: Session,
+    settings: Settings,
     actor: Principal,
     exchange: Exchange,
     *,
@@ -155,7 +170,7 @@ def update_exchange(
 ) -> Exchange:
     changed: dict[str, Any] = {}
     if config:
-        exchange.config = _validated(exchange.type, config, exchange.config)
+        exchange.config = _validated(settings, exchange.type, config, exchange.config)
         changed["config"] = masked_config(exchange)
     if interval_minutes is not None and interval_minutes != exchange.interval_minutes:
         if interval_minutes < 1:
@@ -273,9 +288,15 @@ class SyncReport:
         }
 
 
-def build(exchange: Exchange, client: httpx.Client | None = None) -> ExchangeType:
+def build(exchange: Exchange, settings: Settings) -> ExchangeType:
+    """The exchange, ready to run: its secrets decrypted (only here), its requests under the rules."""
     exchange_type = get_exchange_type(exchange.type)
-    return exchange_type(exchange_type.parse_config(exchange.config), exchange_name=exchange.name, client=client)
+    return exchange_type(
+        exchange_type.parse_config(open_secrets(settings, exchange_type, exchange.config)),
+        exchange_name=exchange.name,
+        rules=AddressRules.from_settings(settings),
+        max_redirects=settings.fetch_max_redirects,
+    )
 
 
 def _key_digest(signal_type: str, value: str, external_id: str) -> int:
@@ -411,10 +432,10 @@ def _apply(
 
 def run_sync(
     factory: sessionmaker[Session],
+    settings: Settings,
     name: str,
     *,
     actor: Principal = SYSTEM,
-    client: httpx.Client | None = None,
     feedback: bool = True,
 ) -> SyncReport:
     """Pull everything new from the exchange's source into its list, then send pending feedback.
@@ -432,7 +453,7 @@ def run_sync(
     try:
         with factory() as session:
             exchange = session.get_one(Exchange, exchange_id)
-            impl = build(exchange, client)
+            impl = build(exchange, settings)
             checkpoint = exchange.checkpoint
         snapshot: _Snapshot | None = None
         for batch in impl.fetch(checkpoint):
@@ -450,18 +471,23 @@ def run_sync(
             if batch.snapshot_end:
                 snapshot = None
     except Exception as exc:  # the worker boundary: every failure is recorded, none is fatal
-        log.warning("exchange %s sync failed: %s", name, exc, exc_info=not isinstance(exc, httpx.HTTPError))
-        report.error = f"{type(exc).__name__}: {exc}"
+        # Error texts may name URLs with credentials in them: masked before they are stored or logged.
+        report.error = redact_text(f"{type(exc).__name__}: {exc}")
+        log.warning("exchange %s sync failed: %s", name, report.error, exc_info=not isinstance(exc, _EXPECTED))
     if report.ok and feedback and impl is not None and impl.feedback_enabled():
         try:
             _send_feedback(factory, exchange_id, impl, report)
         except Exception as exc:
-            log.warning("exchange %s feedback failed: %s", name, exc)
-            report.error = f"feedback: {type(exc).__name__}: {exc}"
+            report.error = redact_text(f"feedback: {type(exc).__name__}: {exc}")
+            log.warning("exchange %s %s", name, report.error)
     if impl is not None:
         impl.close()
     _finish(factory, exchange_id, owner, actor, report)
     return report
+
+
+#: Failures of the source or the network: logged without a traceback.
+_EXPECTED = (httpx.HTTPError, FetchError, ExchangeError)
 
 
 def _finish(factory: sessionmaker[Session], exchange_id: int, owner: str, actor: Principal, report: SyncReport) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from seawall.config import get_settings
 from seawall.db import default_sessionmaker
 from seawall.lists.exchanges import service
 from seawall.tasks import cron, huey
@@ -25,7 +26,7 @@ def enqueue_due(factory: sessionmaker[Session], enqueue: Callable[[str], object]
 
 def sync_now(factory: sessionmaker[Session], name: str) -> dict[str, object]:
     try:
-        report = service.run_sync(factory, name)
+        report = service.run_sync(factory, get_settings(), name)
     except service.ExchangeBusy as exc:  # another worker got there first: nothing to do
         log.info("%s", exc)
         return {"exchange": name, "ok": True, "busy": True}
