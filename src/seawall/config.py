@@ -75,6 +75,13 @@ class Settings(BaseSettings):
         3, description="False-positive opinions that move an entry to disabled pending review."
     )
 
+    # hotline: intake
+    hotline_country: str = Field(
+        "GB", description="The hotline's own country (ISO 3166 alpha-2): content hosted here gets a notice."
+    )
+    public_report_limit: int = Field(10, description="Reports one client may send through /report per hour.")
+    public_status_limit: int = Field(30, description="Status look-ups one client may make per hour.")
+
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest media file, in bytes, that is read.")

@@ -12,7 +12,13 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from seawall.config import Settings, get_settings
 
-TASK_MODULES = ["seawall.auth.tasks", "seawall.lists.tasks", "seawall.lists.exchanges.tasks", "seawall.matching.tasks"]
+TASK_MODULES = [
+    "seawall.auth.tasks",
+    "seawall.lists.tasks",
+    "seawall.lists.exchanges.tasks",
+    "seawall.matching.tasks",
+    "seawall.hotline.tasks",
+]
 
 
 def build_huey(settings: Settings) -> Huey:

@@ -336,6 +336,19 @@ ROUTES: list[Route] = [
         destructive=True,
     ),
     Route("GET", "/c/signal_type", "lists:read", _url("/c/signal_type")),
+    # the hotline: intake
+    Route("GET", "/report", PUBLIC, _url("/report")),
+    Route("POST", "/report", FORM, _url("/report", data={"url": "https://forum.example/t/1"})),
+    Route("GET", "/report/status", PUBLIC, _url("/report/status")),
+    Route("POST", "/report/status", FORM, _url("/report/status", data={"reference": "R-1", "pin": "1"})),
+    Route("POST", "/v1/reports", "reports:write", _url("/v1/reports", json={"url": "https://forum.example/t/2"})),
+    Route(
+        "POST",
+        "/v1/reports/batch",
+        "reports:write",
+        _url("/v1/reports/batch", json={"reports": [{"url": "https://forum.example/t/3"}]}),
+    ),
+    Route("GET", "/v1/reports/{reference}", "reports:write", _url("/v1/reports/R-00000-00000")),
     Route("GET", "/c/content_type", "lists:read", _url("/c/content_type")),
 ]
 

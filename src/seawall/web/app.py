@@ -226,6 +226,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from seawall.auth.api import router as auth_router
+    from seawall.hotline.api import router as hotline_router
+    from seawall.hotline.views import router as hotline_public_router
     from seawall.lists.api import router as lists_router
     from seawall.lists.exchanges.api import router as exchanges_router
     from seawall.lists.views import router as lists_console_router
@@ -241,6 +243,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(matching_router)
     app.include_router(matching_admin_router)
     app.include_router(hma_router)
+    app.include_router(hotline_router)
+    app.include_router(hotline_public_router)
     app.include_router(console_router)
     app.include_router(lists_console_router)
 
