@@ -117,6 +117,30 @@ def test_webhook_dead_letter_and_manual_redelivery(
         receiver.close()
 
 
+def test_a_delivery_lost_with_its_worker_is_queued_again(
+    client: TestClient, db: Session, engine: Engine, settings: Settings, scheduled: list[tuple[int, float]]
+) -> None:
+    receiver = Receiver(failures=0)
+    try:
+        value, _, headers = _setup(db, settings, receiver.url, max_attempts=3)
+        client.app.state.match_indexes.refresh()  # type: ignore[attr-defined]
+        client.get("/v1/match", params={"signal_type": "md5", "value": value}, headers=headers)
+        [(delivery_id, _)] = scheduled
+        factory = make_sessionmaker(engine)
+        with factory() as session:  # nothing is overdue yet: the queued attempt will run
+            assert webhooks.requeue_overdue(session) == []
+        # Its worker died: the attempt it had queued never ran.
+        with factory() as session:
+            assert webhooks.requeue_overdue(session, now=utcnow() + timedelta(minutes=5)) == [delivery_id]
+        assert scheduled[-1] == (delivery_id, 0.0)
+        assert webhooks.attempt(factory, settings, delivery_id).state == "delivered"
+        with factory() as session:  # delivered: never queued again
+            assert webhooks.requeue_overdue(session, now=utcnow() + timedelta(hours=1)) == []
+        assert len(receiver.received) == 1
+    finally:
+        receiver.close()
+
+
 def test_video_matches_by_vpdq_percentages(client: TestClient, db: Session, reference_data: Path) -> None:
     listed = reference_data / "vpdq" / "vpdq" / "sample-hashes" / "chair-orig-22-sd-bar.txt"
     upload = reference_data / "vpdq" / "tmk" / "sample-videos" / "chair-22-sd-grey-bar.mp4"

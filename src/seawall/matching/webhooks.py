@@ -118,6 +118,27 @@ def _after_commit(session: Session, delivery_id: int, delay: float) -> None:
 scheduler: Callable[[int, float], None] = queue_delivery
 
 
+# A pending delivery this late was lost (its worker died mid-attempt, or the process that recorded
+# it stopped before queueing it): queued again. Twice is harmless, the claim admits one attempt.
+OVERDUE_SECONDS = 120.0
+
+
+def requeue_overdue(session: Session, now: datetime | None = None) -> list[int]:
+    """Queue again every pending delivery whose next attempt is overdue; returns their ids."""
+    moment = (now or utcnow()) - timedelta(seconds=OVERDUE_SECONDS)
+    ids = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= moment)
+            .order_by(WebhookDelivery.id)
+            .limit(1000)
+        )
+    )
+    for delivery_id in ids:
+        scheduler(delivery_id, 0.0)
+    return ids
+
+
 def backoff(settings: Settings, attempts: int) -> float:
     """Seconds before the next try after ``attempts`` failures: base, 2 base, 4 base, ... capped at 6 hours."""
     return float(min(settings.webhook_retry_base_seconds * (2 ** max(0, attempts - 1)), 6 * 3600))
