@@ -223,3 +223,21 @@ def test_health_ready_metrics_openapi_and_error_pages(client: TestClient) -> Non
     rid = client.get("/healthz", headers={"x-request-id": "abc-123"})
     assert rid.headers["x-request-id"] == "abc-123"
     assert re.fullmatch(r"[0-9a-f]{16}", client.get("/healthz").headers["x-request-id"])
+
+
+def test_failed_login_never_keeps_what_was_typed_as_a_user_name(client: TestClient, db: Session) -> None:
+    _make_user(db)
+    typed = "my secret pass phrase"  # a password typed into the name field
+    response = _login(client, typed, "whatever-password")
+    assert response.status_code == 401 and "Wrong username or password." in response.text
+    assert _login(client, "alice", "wrong password!").status_code == 401
+    db.expire_all()
+    events = db.scalars(select(AuditEvent).where(AuditEvent.action == "auth.login_failed").order_by(AuditEvent.seq))
+    rows = [(e.actor_type, e.actor, e.object_id, e.details) for e in events]
+    user_id = db.scalar(select(User.id).where(User.username == "alice"))
+    assert rows == [
+        ("anonymous", "", "", {"reason": "unknown user"}),
+        ("user", "alice", str(user_id), {"reason": "wrong password", "failures": 1}),
+    ]
+    exported = db.scalars(select(AuditEvent)).all()
+    assert not any(typed in repr((e.actor, e.object_id, e.details)) for e in exported)

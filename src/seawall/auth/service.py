@@ -30,6 +30,8 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-password")
 
 API_KEY_PREFIX = "swk_"
+# Who a refused login is recorded as when the name given is nobody's.
+ANONYMOUS = Principal(kind="anonymous", name="", scopes=frozenset())
 # Recording a key's last use on every request would turn every lookup into a write.
 _LAST_USED_GRANULARITY = timedelta(minutes=5)
 
@@ -144,12 +146,15 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
     """Check a console login; counts failures and locks the account after too many."""
     now = utcnow()
     user = session.scalar(select(User).where(User.username == username))
-    anonymous = Principal(kind="user", name=username[:120], scopes=frozenset())
     if user is None:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        audit.record(session, anonymous, "auth.login_failed", "user", "", {"reason": "unknown user"})
+        # What was typed is not kept: it is no user's name, and may be someone's password typed in
+        # the wrong field; the permanent chain would keep it for ever.
+        audit.record(session, ANONYMOUS, "auth.login_failed", "user", "", {"reason": "unknown user"})
         raise AuthError("Wrong username or password.")
+    # The account's own name, as stored, with no powers: the attempt is not the user acting.
+    anonymous = Principal(kind="user", name=user.username, id=user.id, scopes=frozenset())
     if user.disabled:
         audit.record(session, anonymous, "auth.login_failed", "user", user.id, {"reason": "disabled"})
         raise AuthError("This account is disabled.")
