@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -241,3 +242,66 @@ def test_failed_login_never_keeps_what_was_typed_as_a_user_name(client: TestClie
     ]
     exported = db.scalars(select(AuditEvent)).all()
     assert not any(typed in repr((e.actor, e.object_id, e.details)) for e in exported)
+
+
+def test_password_reset_ends_every_console_session_of_the_user(client: TestClient, db: Session) -> None:
+    _make_user(db)
+    _make_user(db, "bob")
+    assert _login(client, "alice", PASSWORD).status_code == 303
+    other = TestClient(client.app, base_url="http://127.0.0.1")
+    assert _login(other, "bob", PASSWORD).status_code == 303
+    auth_service.set_password(db, SYSTEM, "alice", "a new long password")
+    db.commit()
+    ended = client.get("/", follow_redirects=False)
+    assert ended.status_code == 303 and ended.headers["location"] == "/login?next=/"
+    assert other.get("/", follow_redirects=False).status_code == 200  # bob's session is not alice's
+    db.expire_all()
+    alice = db.scalar(select(User.id).where(User.username == "alice"))
+    assert db.scalars(select(ConsoleSession.revoked).where(ConsoleSession.user_id == alice)).all() == [True]
+    client.cookies.clear()
+    assert _login(client, "alice", "a new long password").status_code == 303
+
+
+def _recently_used_key(db: Session) -> str:
+    # Used a moment ago, so a check records no last use (a write that would wait for the revoking transaction).
+    secret = _key(db, "platform", ["match"])
+    db.execute(update(ApiKey).where(ApiKey.name == "platform").values(last_used_at=utcnow()))
+    db.commit()
+    return secret
+
+
+def test_revoked_key_is_not_cached_again_by_a_read_of_the_old_row(engine, db: Session) -> None:  # type: ignore[no-untyped-def]
+    from seawall.db import make_sessionmaker
+
+    secret = _recently_used_key(db)
+    reads = make_sessionmaker(engine, writes=False)
+    auth_service.clear_key_cache()
+    with make_sessionmaker(engine)() as admin:
+        auth_service.revoke_api_key(admin, SYSTEM, "platform")
+        # A request checks the key while the revocation is not yet committed: it reads the old row.
+        assert auth_service.api_key_principal(reads, secret).name == "platform"
+        admin.commit()
+    assert auth_service.cached_api_key_principal(secret) is None
+    with pytest.raises(auth_service.AuthError, match="this API key has been revoked"):
+        auth_service.api_key_principal(reads, secret)
+
+
+def test_a_check_in_flight_across_a_revocation_does_not_cache_the_key(  # type: ignore[no-untyped-def]
+    engine, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seawall.db import make_sessionmaker
+
+    secret = _recently_used_key(db)
+    auth_service.clear_key_cache()
+    read_row = auth_service.authenticate_api_key
+
+    def read_then_revoked(session: Session, given: str) -> ApiKey:
+        key = read_row(session, given)  # the old row, read just before...
+        with make_sessionmaker(engine)() as admin:  # ...the revocation commits
+            auth_service.revoke_api_key(admin, SYSTEM, "platform")
+            admin.commit()
+        return key
+
+    monkeypatch.setattr(auth_service, "authenticate_api_key", read_then_revoked)
+    assert auth_service.api_key_principal(make_sessionmaker(engine, writes=False), secret).name == "platform"
+    assert auth_service.cached_api_key_principal(secret) is None

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -121,8 +122,7 @@ def set_user_disabled(session: Session, actor: Principal, username: str, disable
     user = get_user(session, username)
     user.disabled = disabled
     if disabled:
-        # A disabled account loses its open sessions at once.
-        session.execute(update(ConsoleSession).where(ConsoleSession.user_id == user.id).values(revoked=True))
+        end_console_sessions(session, user.id)  # a disabled account loses its open sessions at once
     else:
         user.failed_logins = 0
         user.locked_until = None
@@ -135,6 +135,8 @@ def set_password(session: Session, actor: Principal, username: str, password: st
         raise ValueError("a password is at least 10 characters")
     user = get_user(session, username)
     user.password_hash = _hasher.hash(password)
+    # Whoever had the old password may be logged in with it: every open session ends.
+    end_console_sessions(session, user.id)
     # A new password ends a lock-out; a disabled account stays disabled.
     user.failed_logins = 0
     user.locked_until = None
@@ -208,6 +210,15 @@ def console_session_user(session: Session, token: str) -> User | None:
     return row.user
 
 
+def end_console_sessions(session: Session, user_id: int) -> None:
+    """End every open console session of a user (password reset, disable)."""
+    session.execute(
+        update(ConsoleSession)
+        .where(ConsoleSession.user_id == user_id, ConsoleSession.revoked.is_(False))
+        .values(revoked=True)
+    )
+
+
 def end_console_session(session: Session, token: str) -> None:
     row = session.scalar(select(ConsoleSession).where(ConsoleSession.token_hash == _sha256(token)))
     if row is not None and not row.revoked:
@@ -261,18 +272,28 @@ def revoke_api_key(session: Session, actor: Principal, name: str) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         audit.record(session, actor, "key.revoke", "api_key", key.id, {"name": name})
-    clear_key_cache()
+    # Only once the revocation is committed: cleared before, a request reading the old row in the
+    # meantime would cache the key again.
+    event.listen(session, "after_commit", lambda _session: clear_key_cache(), once=True)
     return key
 
 
-# Checked keys, by the SHA-256 of their secret: (valid until, principal). A revocation in this
-# process clears it at once; other processes see it within KEY_CACHE_SECONDS.
+# Checked keys, by the SHA-256 of their secret: (valid until, principal). A revocation clears the
+# cache of its own process when it commits; in other processes an entry lives at most
+# KEY_CACHE_SECONDS from a database read made before that commit, so a revoked key is refused
+# everywhere within KEY_CACHE_SECONDS of the commit.
 KEY_CACHE_SECONDS = 5.0
 _key_cache: dict[str, tuple[float, Principal]] = {}
+# Bumped by every clear, under the lock: a check whose database read began before a clear does not cache.
+_key_generation = 0
+_key_lock = threading.Lock()
 
 
 def clear_key_cache() -> None:
-    _key_cache.clear()
+    global _key_generation
+    with _key_lock:
+        _key_generation += 1
+        _key_cache.clear()
 
 
 def cached_api_key_principal(secret: str) -> Principal | None:
@@ -292,16 +313,18 @@ def api_key_principal(factory: Callable[[], Session], secret: str) -> Principal:
     cached = cached_api_key_principal(secret)
     if cached is not None:
         return cached
-    digest, now = _sha256(secret), time.monotonic()
+    digest, now, generation = _sha256(secret), time.monotonic(), _key_generation
     with factory() as session:
         key = authenticate_api_key(session, secret)
         principal = key_principal(key)
         stale = key.last_used_at is None or utcnow() - key.last_used_at > _LAST_USED_GRANULARITY
     if stale:
         _touch_api_key(factory, key.id)
-    if len(_key_cache) > 10_000:
-        _key_cache.clear()
-    _key_cache[digest] = (now + KEY_CACHE_SECONDS, principal)
+    with _key_lock:
+        if generation == _key_generation:
+            if len(_key_cache) > 10_000:
+                _key_cache.clear()
+            _key_cache[digest] = (now + KEY_CACHE_SECONDS, principal)
     return principal
 
 
