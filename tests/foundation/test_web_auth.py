@@ -191,13 +191,14 @@ def test_api_keys_are_stored_hashed_and_created_through_the_admin_api(client: Te
     assert duplicate.status_code == 409
 
 
-def test_console_session_calling_api_needs_csrf_header_for_writes(client: TestClient, db: Session) -> None:
+def test_console_session_calling_api_needs_csrf_header(client: TestClient, db: Session) -> None:
     _make_user(db, "root", "admin")
     assert _login(client, "root", PASSWORD).status_code == 303
-    assert client.get("/v1/admin/users").status_code == 200
+    token = _csrf(client, "/")
+    assert client.get("/v1/admin/users").status_code == 403  # reads too (tests/foundation/test_web_hardening.py)
+    assert client.get("/v1/admin/users", headers={"x-csrf-token": token}).status_code == 200
     body = {"username": "bob", "role": "auditor"}
     assert client.post("/v1/admin/users", json=body).status_code == 403
-    token = _csrf(client, "/")
     created = client.post("/v1/admin/users", json=body, headers={"x-csrf-token": token})
     assert created.status_code == 201 and created.json()["role"] == "auditor" and len(created.json()["password"]) >= 15
 
@@ -205,7 +206,7 @@ def test_console_session_calling_api_needs_csrf_header_for_writes(client: TestCl
 def test_role_without_permission_gets_403_page(client: TestClient, db: Session) -> None:
     _make_user(db, "carol", "partner")
     assert _login(client, "carol", PASSWORD).status_code == 303
-    denied = client.get("/v1/audit/verify")
+    denied = client.get("/v1/audit/verify", headers={"x-csrf-token": _csrf(client, "/login")})
     assert denied.status_code == 403 and denied.json() == {"detail": "this credential lacks the 'audit:read' scope"}
 
 

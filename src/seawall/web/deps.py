@@ -18,8 +18,6 @@ from seawall.auth.models import User
 from seawall.auth.permissions import Principal
 from seawall.web.csrf import HEADER, SESSION_COOKIE, csrf_valid
 
-_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
 
 def get_db(request: Request) -> Iterator[Session]:
     """A session for this request. Routes commit what they change; anything else rolls back."""
@@ -32,7 +30,8 @@ class LoginRequired(Exception):
 
 
 async def optional_principal(request: Request) -> Principal | None:
-    """The caller from an ``Authorization: Bearer`` API key, or else the console session cookie.
+    """The caller from an ``Authorization: Bearer`` API key, or else the console session cookie, which
+    the JSON API accepts only with the page's ``X-CSRF-Token`` (any method).
 
     Async so the hot path (a key checked in the last seconds) costs no hop to the thread pool; a
     database look-up goes to the pool.
@@ -87,8 +86,10 @@ def _console_principal(request: Request, db: Session) -> Principal | None:
     user: User | None = auth_service.console_session_user(db, token) if token else None
     if user is None:
         return None
-    # A browser calling the API with its cookie must prove the request came from our page.
-    if request.method not in _SAFE_METHODS and not csrf_valid(request, request.headers.get(HEADER)):
+    # A browser calling the JSON API (/v1, /h, /m, /c) with its cookie must prove the request came from
+    # our page, whatever the method: the SameSite=lax cookie rides along on a GET from a link or an
+    # <img> on another site, and GETs here match (recording, firing webhooks) and fetch URLs.
+    if not csrf_valid(request, request.headers.get(HEADER)):
         raise HTTPException(403, "missing or invalid CSRF token")
     return auth_service.user_principal(user)
 

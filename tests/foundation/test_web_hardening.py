@@ -1,0 +1,105 @@
+"""The web surface against a browser on another site and an anonymous caller: CSRF on every cookie
+call to the JSON API, what health endpoints tell whom, security headers, offline API docs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from seawall.auth import service as auth_service
+from seawall.auth.permissions import SYSTEM
+from seawall.lists import service as lists_service
+from seawall.lists.records import EntryRecord
+from seawall.matching.models import MatchEvent
+from servers import serve
+
+PASSWORD = "correct horse battery"
+LISTED = hashlib.md5(b"benign stand-in").hexdigest()
+
+
+def _login(client: TestClient, db: Session, name: str = "root", role: str = "admin") -> str:
+    """Log a console user in; returns the CSRF token of its pages."""
+    auth_service.create_user(db, SYSTEM, username=name, role=role, password=PASSWORD)
+    db.commit()
+    page = client.get("/login", headers={"accept": "text/html"})
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)
+    assert token
+    response = client.post(
+        "/login",
+        data={"username": name, "password": PASSWORD, "csrf_token": token.group(1), "next": "/"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    meta = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', client.get("/").text)
+    assert meta
+    return meta.group(1)
+
+
+@pytest.fixture
+def picture_server() -> Iterator[tuple[str, list[str]]]:
+    """A server on loopback that hands out a generated gradient and notes every path asked for."""
+    asked: list[str] = []
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((64, 64)).convert("RGB").save(buffer, "PNG")
+    body = buffer.getvalue()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        asked.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"image/png")]})
+        await send({"type": "http.response.body", "body": body})
+
+    with serve(app) as url:
+        yield url, asked
+
+
+def test_a_cookie_call_to_the_json_api_needs_the_csrf_token_whatever_the_method(
+    client: TestClient, db: Session, picture_server: tuple[str, list[str]]
+) -> None:
+    """A link or an <img> on another site carries the SameSite=lax cookie on GET: without the page's
+    token it must not match (and record, and fire webhooks) nor make the server fetch a URL."""
+    base, asked = picture_server
+    client.app.state.settings = client.app.state.settings.model_copy(update={"fetch_allow_networks": ["127.0.0.0/8"]})
+    known = lists_service.create_list(db, SYSTEM, name="known", kind="hash")
+    lists_service.add_entries(db, SYSTEM, known, [EntryRecord("md5", LISTED)])
+    db.commit()
+    token = _login(client, db)
+    lookup = {"signal_type": "md5", "value": LISTED}
+    refused = [
+        client.get("/v1/match", params=lookup),
+        client.get("/h/hash", params={"url": f"{base}/a.png"}),
+        client.get("/m/lookup", params={"url": f"{base}/b.png"}),
+        client.get("/v1/me"),
+    ]
+    assert [r.status_code for r in refused] == [403] * 4
+    assert refused[0].json() == {"detail": "missing or invalid CSRF token"}
+    assert refused[1].json() == {"message": "missing or invalid CSRF token"}  # HMA's error shape
+    db.rollback()  # a fresh snapshot for each count
+    assert asked == [] and db.scalar(select(func.count()).select_from(MatchEvent)) == 0
+    # A token from another browser is no better.
+    assert client.get("/v1/match", params=lookup, headers={"x-csrf-token": "0" * 64}).status_code == 403
+    # The console's own fetch() sends the page's token: then it works, as it always did.
+    headers = {"x-csrf-token": token}
+    matched = client.get("/v1/match", params=lookup, headers=headers)
+    assert matched.status_code == 200 and len(matched.json()["matches"]) == 1
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(MatchEvent)) == 1
+    assert client.get("/h/hash", params={"url": f"{base}/a.png"}, headers=headers).status_code == 200
+    assert asked == ["/a.png"]
+    assert client.get("/v1/me", headers=headers).json()["name"] == "root"
+    # Machines with an API key never had a cookie to abuse: no token needed.
+    secret = auth_service.create_api_key(db, SYSTEM, name="platform", scopes=["match"]).secret
+    db.commit()
+    client.cookies.clear()
+    by_key = client.get("/v1/match", params=lookup, headers={"authorization": f"Bearer {secret}"})
+    assert by_key.status_code == 200 and len(by_key.json()["matches"]) == 1
