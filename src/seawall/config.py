@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         "*/15 * * * *", description="When the worker signs the audit chain's head into a checkpoint (cron)."
     )
 
+    # operational endpoints (issue #10)
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that may read /metrics and /readyz details (e.g. Prometheus); without it only "
+        "credentials with the 'ops' scope may.",
+    )
+
     # fetching URLs (capture, match by URL): SSRF-safe by default
     fetch_allow_networks: list[str] = Field(
         default_factory=list,

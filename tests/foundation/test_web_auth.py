@@ -210,14 +210,15 @@ def test_role_without_permission_gets_403_page(client: TestClient, db: Session) 
     assert denied.status_code == 403 and denied.json() == {"detail": "this credential lacks the 'audit:read' scope"}
 
 
-def test_health_ready_metrics_openapi_and_error_pages(client: TestClient) -> None:
+def test_health_ready_metrics_openapi_and_error_pages(client: TestClient, db: Session) -> None:
+    ops = {"authorization": f"Bearer {_key(db, 'monitoring', ['ops'])}"}
     assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=ops)
     assert ready.status_code == 200
     assert ready.json()["ready"] is True and ready.json()["checks"]["database"]["revision"] == migrate.head_revision()
     assert client.get("/openapi.json").json()["info"]["title"] == "Seawall"
     assert client.get("/docs").status_code == 200
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=ops).text
     assert 'seawall_http_requests_total{method="GET",route="/readyz",status="200"} 1.0' in metrics
     page = client.get("/nowhere", headers={"accept": "text/html"})
     assert page.status_code == 404 and '<h1 id="error-title">Not found</h1>' in page.text

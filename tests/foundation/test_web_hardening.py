@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -103,3 +104,58 @@ def test_a_cookie_call_to_the_json_api_needs_the_csrf_token_whatever_the_method(
     client.cookies.clear()
     by_key = client.get("/v1/match", params=lookup, headers={"authorization": f"Bearer {secret}"})
     assert by_key.status_code == 200 and len(by_key.json()["matches"]) == 1
+
+
+def _ops_app(client: TestClient, token: str | None = "metrics-token-for-tests") -> None:
+    secret = SecretStr(token) if token is not None else None
+    client.app.state.settings = client.app.state.settings.model_copy(update={"metrics_token": secret})
+
+
+def test_readyz_tells_anonymous_callers_only_whether_it_is_ready(client: TestClient, db: Session) -> None:
+    listed = lists_service.create_list(db, SYSTEM, name="secret-partner-list", kind="hash")
+    lists_service.add_entries(db, SYSTEM, listed, [EntryRecord("md5", LISTED)])
+    db.commit()
+    client.app.state.match_indexes.refresh()
+    _ops_app(client)
+    anonymous = client.get("/readyz")
+    assert (anonymous.status_code, anonymous.json()) == (200, {"ready": True})
+    partner = auth_service.create_api_key(db, SYSTEM, name="platform", scopes=["match", "lists:read"]).secret
+    ops = auth_service.create_api_key(db, SYSTEM, name="prometheus", scopes=["ops"]).secret
+    db.commit()
+    # A credential without the 'ops' scope learns no more than anyone.
+    assert client.get("/readyz", headers={"authorization": f"Bearer {partner}"}).json() == {"ready": True}
+    for credential in (ops, "metrics-token-for-tests"):
+        detailed = client.get("/readyz", headers={"authorization": f"Bearer {credential}"})
+        assert detailed.status_code == 200
+        checks = detailed.json()["checks"]
+        assert set(checks) == {"database", "indexes"} and "secret-partner-list" in checks["indexes"]["lists"]
+    # A credential that is no credential is refused, not ignored.
+    unknown = client.get("/readyz", headers={"authorization": "Bearer swk_not-a-key"})
+    assert (unknown.status_code, unknown.json()) == (401, {"detail": "invalid API key"})
+    # A console admin sees the details from the console's fetch (with the page's token); the cookie
+    # alone, as a link from elsewhere sends it, gets the anonymous answer (no error for a GET).
+    token = _login(client, db)
+    assert set(client.get("/readyz", headers={"x-csrf-token": token}).json()) == {"ready", "checks"}
+    assert client.get("/readyz").json() == {"ready": True}
+    assert client.get("/healthz").json() == {"status": "ok"}  # still anyone's
+
+
+def test_metrics_need_the_token_or_an_ops_credential(client: TestClient, db: Session) -> None:
+    _ops_app(client)
+    anonymous = client.get("/metrics")
+    assert (anonymous.status_code, anonymous.json()) == (401, {"detail": "authentication required"})
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert client.get("/metrics", headers={"authorization": "Bearer wrong-token"}).status_code == 401
+    partner = auth_service.create_api_key(db, SYSTEM, name="platform", scopes=["match"]).secret
+    ops = auth_service.create_api_key(db, SYSTEM, name="prometheus", scopes=["ops"]).secret
+    db.commit()
+    lacking = client.get("/metrics", headers={"authorization": f"Bearer {partner}"})
+    assert (lacking.status_code, lacking.json()) == (403, {"detail": "this credential lacks the 'ops' scope"})
+    for credential in ("metrics-token-for-tests", ops):
+        scraped = client.get("/metrics", headers={"authorization": f"Bearer {credential}"})
+        assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+        assert 'seawall_http_requests_total{method="GET",route="/metrics",status="401"} 2.0' in scraped.text
+    # No token configured: only an ops credential, and the token that was is nothing.
+    _ops_app(client, None)
+    assert client.get("/metrics", headers={"authorization": "Bearer metrics-token-for-tests"}).status_code == 401
+    assert client.get("/metrics", headers={"authorization": f"Bearer {ops}"}).status_code == 200

@@ -27,6 +27,7 @@ SCOPES: dict[str, str] = {
     "reveal": "reveal blurred media",
     "audit:read": "read and verify the audit log",
     "admin": "manage users, API keys and settings",
+    "ops": "read readiness details and metrics (monitoring)",
     "console": "use the analyst console",
 }
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -23,11 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import seawall
 from seawall import migrate
+from seawall.auth.permissions import Principal
 from seawall.config import Settings, get_settings
 from seawall.db import make_engine, make_sessionmaker
 from seawall.matching.indexes import MatchIndexes
 from seawall.web.csrf import csrf_token, persist_anon_cookie
-from seawall.web.deps import LoginRequired
+from seawall.web.deps import LoginRequired, ops_principal, require_ops
 from seawall.web.observability import Metrics, ObservabilityMiddleware
 
 log = logging.getLogger(__name__)
@@ -217,12 +218,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], summary="The process can serve: database reachable, schema current")
-    def readyz() -> JSONResponse:
+    def readyz(caller: Principal | None = Depends(ops_principal)) -> JSONResponse:
         ready, checks = app.state.readiness.run(app)
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        # The checks name every list and revision: for the metrics token or an 'ops' credential only.
+        body = {"ready": ready, "checks": checks} if caller is not None and caller.can("ops") else {"ready": ready}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
-    def metrics_endpoint() -> Response:
+    def metrics_endpoint(_: Principal = Depends(require_ops)) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from seawall.auth.api import router as auth_router

@@ -6,6 +6,7 @@ credentials are read and scopes checked.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable, Iterator
 
 from fastapi import Depends, HTTPException, Request
@@ -73,6 +74,35 @@ def recently_checked_key(scope: Scope, needed: str) -> Principal | None:
     secret = bearer_secret(header.decode("latin-1")) if header is not None else None
     principal = auth_service.cached_api_key_principal(secret) if secret else None
     return principal if principal is not None and principal.can(needed) else None
+
+
+# Whoever presents SEAWALL_METRICS_TOKEN: a monitoring system, allowed only the operational endpoints.
+METRICS_TOKEN_HOLDER = Principal(kind="token", name="metrics token", scopes=frozenset({"ops"}))
+
+
+async def ops_principal(request: Request) -> Principal | None:
+    """The caller of an operational endpoint (/readyz, /metrics): the metrics token holder, else as
+    ``optional_principal`` — except that a browser's cookie without the page's CSRF token counts as
+    nobody here rather than an error (these GETs change nothing; a link to them is harmless)."""
+    header = request.headers.get("authorization")
+    token = request.app.state.settings.metrics_token
+    if header and token is not None:
+        secret = bearer_secret(header)
+        if secret is not None and hmac.compare_digest(secret.encode(), token.get_secret_value().encode()):
+            return METRICS_TOKEN_HOLDER
+    if not header and HEADER not in request.headers:
+        return None
+    return await optional_principal(request)
+
+
+async def require_ops(request: Request) -> Principal:
+    """A dependency admitting the metrics token or a credential with the 'ops' scope."""
+    principal = await ops_principal(request)
+    if principal is None:
+        raise HTTPException(401, "authentication required", {"WWW-Authenticate": "Bearer"})
+    if not principal.can("ops"):
+        raise HTTPException(403, "this credential lacks the 'ops' scope")
+    return principal
 
 
 def _console_principal_from_cookie(request: Request) -> Principal | None:
