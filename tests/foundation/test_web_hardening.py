@@ -159,3 +159,79 @@ def test_metrics_need_the_token_or_an_ops_credential(client: TestClient, db: Ses
     _ops_app(client, None)
     assert client.get("/metrics", headers={"authorization": "Bearer metrics-token-for-tests"}).status_code == 401
     assert client.get("/metrics", headers={"authorization": f"Bearer {ops}"}).status_code == 200
+
+
+SECURITY_HEADERS = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
+}
+
+
+def test_every_response_carries_the_security_headers(client: TestClient, db: Session) -> None:
+    key = auth_service.create_api_key(db, SYSTEM, name="platform", scopes=["match"]).secret
+    db.commit()
+    bearer = {"authorization": f"Bearer {key}"}
+    lookup = {"signal_type": "md5", "value": LISTED}
+    client.get("/v1/match", params=lookup, headers=bearer)  # the key is now cached: the next is the fast path
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    client.app.add_api_route("/boom", boom)
+    html = {"accept": "text/html"}
+    responses = {
+        "login page": client.get("/login", headers=html),
+        "redirect to login": client.get("/", headers=html, follow_redirects=False),
+        "API 401": client.get("/v1/me"),
+        "API answer": client.get("/v1/match", params=lookup, headers=bearer),
+        "HMA error": client.get("/m/lookup", headers=bearer),
+        "404 page": client.get("/nowhere", headers=html),
+        "static file": client.get("/static/seawall.css"),
+        "API docs": client.get("/docs"),
+        "docs asset": client.get("/docs/assets/swagger-ui-bundle.js"),
+        "OpenAPI": client.get("/openapi.json"),
+        "health": client.get("/healthz"),
+    }
+    with TestClient(client.app, raise_server_exceptions=False, base_url="http://127.0.0.1") as unguarded:
+        responses["500 page"] = unguarded.get("/boom", headers=html)
+    assert {name: r.status_code for name, r in responses.items()} == {
+        "login page": 200,
+        "redirect to login": 303,
+        "API 401": 401,
+        "API answer": 200,
+        "HMA error": 400,
+        "404 page": 404,
+        "static file": 200,
+        "API docs": 200,
+        "docs asset": 200,
+        "OpenAPI": 200,
+        "health": 200,
+        "500 page": 500,
+    }
+    for name, response in responses.items():
+        assert {h: response.headers.get(h) for h in SECURITY_HEADERS} == SECURITY_HEADERS, name
+
+
+def test_api_docs_are_served_from_this_server_without_inline_script(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.headers["content-type"].startswith("text/html")
+    sources = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', page.text)
+    assert sources == [
+        "http://127.0.0.1/docs/assets/swagger-ui.css",  # this server: the client's base URL
+        "http://127.0.0.1/docs/assets/swagger-ui-bundle.js",
+        "http://127.0.0.1/static/api-docs.js",
+    ]
+    assert re.findall(r"<script[^>]*>([^<]+)</script>", page.text) == []  # no inline script
+    assert 'data-openapi-url="/openapi.json"' in page.text
+    for source in sources:
+        asset = client.get(source)
+        assert asset.status_code == 200 and len(asset.content) > 500, source
+    assert (
+        client.get("/static/api-docs.js")
+        .headers["content-type"]
+        .startswith(("text/javascript", "application/javascript"))
+    )

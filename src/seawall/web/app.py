@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 import seawall
 from seawall import migrate
@@ -30,6 +31,7 @@ from seawall.matching.indexes import MatchIndexes
 from seawall.web.csrf import csrf_token, persist_anon_cookie
 from seawall.web.deps import LoginRequired, ops_principal, require_ops
 from seawall.web.observability import Metrics, ObservabilityMiddleware
+from seawall.web.security import SecurityHeaders, add_security_headers
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).parent
@@ -149,7 +151,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error_response(request, 500, "internal error; the request id in the logs identifies it")
+        response = _error_response(request, 500, "internal error; the request id in the logs identifies it")
+        return add_security_headers(response)  # answered from outside every middleware
 
 
 def jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -193,7 +196,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         title="Seawall",
         version=seawall.__version__,
         description="Hash, match, review, take down and report CSAM. Partner API under /v1.",
-        docs_url="/docs",
+        docs_url=None,  # our own /docs page (web/views.py): FastAPI's loads a CDN and runs inline script
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -211,6 +214,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
 
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -250,6 +254,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     # The last added runs first: the single-lookup fast path runs inside observability (request ids,
     # metrics and access lines cover it too).
     app.add_middleware(SingleLookup)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
 
