@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from seawall.auth import audit
 from seawall.auth.models import ApiKey, ConsoleSession, User
+from seawall.auth.names import check_name
 from seawall.auth.permissions import ROLE_SCOPES, Principal, Role, validate_scopes
 from seawall.config import Settings
 from seawall.db import utcnow
@@ -106,6 +107,8 @@ def create_user(
     username = username.strip()
     if not username or len(username) > 80:
         raise ValueError("a username is 1 to 80 characters")
+    check_name(username, "username")
+    check_name(display_name, "display name")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"a user named {username!r} exists already")
     password = password or generate_password()
@@ -241,6 +244,7 @@ def create_api_key(
     name = name.strip()
     if not name or len(name) > 120:
         raise ValueError("a key name is 1 to 120 characters")
+    check_name(name, "key name")
     if not scopes:
         raise ValueError("a key needs at least one scope")
     scopes = validate_scopes(scopes)
