@@ -87,7 +87,8 @@ def _check_round_trip(env: dict[str, str], log_path: Path, database_url: str) ->
     checkpoint = json.loads(line)
     assert checkpoint["seq"] == 3
     logged = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-    assert [e["audit_checkpoint"] for e in logged if "audit_checkpoint" in e] == [checkpoint]
+    [entry] = [e for e in logged if "audit_checkpoint" in e]
+    assert entry["audit_checkpoint"] == checkpoint and entry["message"] == f"audit checkpoint {line}"
     assert _enqueue_and_wait(env)["checked"] == 3
 
 

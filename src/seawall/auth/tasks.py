@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -37,7 +38,9 @@ def write_checkpoint_now() -> dict[str, Any]:
         log.error("audit checkpoint not written: %s", exc)
         return {"written": False, "ok": False, "message": str(exc)}
     if outcome.checkpoint is not None:
-        log.info(outcome.message, extra={"audit_checkpoint": outcome.checkpoint.as_dict()})
+        # The line itself in the message too, so plain-text logs carry it as well as JSON ones.
+        line = json.dumps(outcome.checkpoint.as_dict(), sort_keys=True)
+        log.info("audit checkpoint %s", line, extra={"audit_checkpoint": outcome.checkpoint.as_dict()})
     elif not outcome.report.ok:
         log.error(outcome.message, extra={"audit_seq": outcome.report.seq})
     else:
