@@ -45,6 +45,20 @@ def reference_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One audit key for the run, outside every database: every process a test starts (it inherits the
+    environment) writes and checks the audit chain with it, whatever its SEAWALL_HOME."""
+    from seawall.config import reset_settings
+
+    path = tmp_path_factory.mktemp("audit-key") / "audit.key"
+    os.environ["SEAWALL_AUDIT_KEY_FILE"] = str(path)
+    reset_settings()
+    yield path
+    os.environ.pop("SEAWALL_AUDIT_KEY_FILE", None)
+    reset_settings()
+
+
 # ---- databases -------------------------------------------------------------------------------
 # Every database test runs on SQLite and on PostgreSQL. PostgreSQL comes from
 # SEAWALL_TEST_DATABASE_URL (CI), or a throwaway cluster started from initdb/pg_ctl.

@@ -51,6 +51,31 @@ class Settings(BaseSettings):
         "0 3 * * *", description="When the worker verifies the audit chain (cron: m h dom mon dow)."
     )
 
+    # keyed audit chain and signed checkpoints (issue #10)
+    audit_key_file: Path | None = Field(
+        None,
+        description="HMAC key of the audit chain, outside the database; default SEAWALL_HOME/audit.key, created "
+        "0600. Every process that writes the database needs the same key.",
+    )
+    audit_signing_key_file: Path | None = Field(
+        None,
+        description="Ed25519 key that signs audit checkpoints; default SEAWALL_HOME/audit-signing.key, created 0600, "
+        "its public key beside it as .pub.",
+    )
+    audit_checkpoint_file: Path | None = Field(
+        None, description="Append-only file of signed audit checkpoints; default SEAWALL_HOME/audit-checkpoints.jsonl."
+    )
+    audit_checkpoint_cron: str = Field(
+        "*/15 * * * *", description="When the worker signs the audit chain's head into a checkpoint (cron)."
+    )
+
+    # operational endpoints (issue #10)
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that may read /metrics and /readyz details (e.g. Prometheus); without it only "
+        "credentials with the 'ops' scope may.",
+    )
+
     # fetching URLs (capture, match by URL): SSRF-safe by default
     fetch_allow_networks: list[str] = Field(
         default_factory=list,

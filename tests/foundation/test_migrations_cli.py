@@ -52,9 +52,12 @@ def test_models_and_migrations_agree(database_url: str) -> None:
 
 
 def test_readyz_is_not_ready_when_the_database_is_unreachable(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", secret_key="k")
+    settings = Settings(
+        home=tmp_path, database_url="postgresql+psycopg://nobody@127.0.0.1:1/none", secret_key="k", metrics_token="m"
+    )
     with TestClient(create_app(settings)) as client:
-        response = client.get("/readyz")
+        assert client.get("/readyz").json() == {"ready": False}  # anyone: ready or not, no more
+        response = client.get("/readyz", headers={"authorization": "Bearer m"})  # no database needed
         assert response.status_code == 503
         body = response.json()
         assert body["ready"] is False and body["checks"]["database"]["ready"] is False
@@ -63,9 +66,9 @@ def test_readyz_is_not_ready_when_the_database_is_unreachable(tmp_path: Path) ->
 
 
 def test_readyz_is_not_ready_before_migrations(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, secret_key="k")
+    settings = Settings(home=tmp_path, secret_key="k", metrics_token="m")
     with TestClient(create_app(settings)) as client:
-        body = client.get("/readyz").json()
+        body = client.get("/readyz", headers={"authorization": "Bearer m"}).json()
     assert body["ready"] is False
     assert body["checks"]["database"] == {"ready": False, "revision": None, "head": migrate.head_revision()}
 

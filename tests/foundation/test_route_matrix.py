@@ -97,11 +97,11 @@ CSV = f"signal_type,value\nmd5,{MINE_MD5}\n".encode()
 ROUTES: list[Route] = [
     # health, documentation, static files, login
     Route("GET", "/healthz", PUBLIC, _url("/healthz")),
-    Route("GET", "/readyz", PUBLIC, _url("/readyz")),
-    Route("GET", "/metrics", PUBLIC, _url("/metrics")),
+    Route("GET", "/readyz", "readiness", _url("/readyz")),
+    Route("GET", "/metrics", "ops", _url("/metrics")),
     Route("GET", "/openapi.json", PUBLIC, _url("/openapi.json")),
     Route("GET", "/docs", PUBLIC, _url("/docs")),
-    Route("GET", "/docs/oauth2-redirect", PUBLIC, _url("/docs/oauth2-redirect")),
+    Route("MOUNT", "/docs/assets", PUBLIC, _url("/docs/assets/swagger-ui.css")),
     Route("MOUNT", "/static", PUBLIC, _url("/static/seawall.css")),
     Route("GET", "/status", PUBLIC, _url("/status")),
     Route("GET", "/login", PUBLIC, _url("/login")),
@@ -377,6 +377,8 @@ def _declared_scopes(route: Any) -> set[str]:
             name = getattr(sub.call, "__name__", "")
             if name.startswith("require_"):
                 out.add(name.removeprefix("require_").replace("_", ":", 1))
+            if name == "ops_principal":  # /readyz: anyone, details for 'ops'
+                out.add("public+ops")
             closure = getattr(sub.call, "__closure__", None) or ()
             if name == "dependency" and closure:  # console_require(scope)'s inner function
                 out.update(f"console:{c.cell_contents}" for c in closure if isinstance(c.cell_contents, str))
@@ -398,8 +400,10 @@ def test_every_route_has_a_declared_rule(app: Any) -> None:
         in_code = _declared_scopes(actual[key])
         if route.need.startswith("console:"):
             assert route.need in in_code or (route.need == "console:console" and "console:console" in in_code), key
+        elif route.need == "readiness":
+            assert in_code == {"public+ops"}, (key, in_code)
         elif route.need in (PUBLIC, FORM, "any"):
-            assert not {s for s in in_code if not s.startswith("console:")}, (key, in_code)
+            assert not {s for s in in_code if not s.startswith("console:") and s != "public+ops"}, (key, in_code)
         else:
             assert route.need in in_code, (key, in_code)
 
@@ -528,6 +532,8 @@ def _expected(route: Route, caller: Caller) -> set[int] | None:
     """The status codes this caller may get (None: any allowed answer, i.e. not 401/403/5xx)."""
     if route.need == PUBLIC:
         return None
+    if route.need == "readiness":  # anyone may ask; a credential sent must be good (details for 'ops')
+        return {401} if caller.name == "revoked-key" else None
     if route.need == FORM:
         return {403}  # no form token sent
     if route.need.startswith("console:"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -190,13 +191,14 @@ def test_api_keys_are_stored_hashed_and_created_through_the_admin_api(client: Te
     assert duplicate.status_code == 409
 
 
-def test_console_session_calling_api_needs_csrf_header_for_writes(client: TestClient, db: Session) -> None:
+def test_console_session_calling_api_needs_csrf_header(client: TestClient, db: Session) -> None:
     _make_user(db, "root", "admin")
     assert _login(client, "root", PASSWORD).status_code == 303
-    assert client.get("/v1/admin/users").status_code == 200
+    token = _csrf(client, "/")
+    assert client.get("/v1/admin/users").status_code == 403  # reads too (tests/foundation/test_web_hardening.py)
+    assert client.get("/v1/admin/users", headers={"x-csrf-token": token}).status_code == 200
     body = {"username": "bob", "role": "auditor"}
     assert client.post("/v1/admin/users", json=body).status_code == 403
-    token = _csrf(client, "/")
     created = client.post("/v1/admin/users", json=body, headers={"x-csrf-token": token})
     assert created.status_code == 201 and created.json()["role"] == "auditor" and len(created.json()["password"]) >= 15
 
@@ -204,18 +206,19 @@ def test_console_session_calling_api_needs_csrf_header_for_writes(client: TestCl
 def test_role_without_permission_gets_403_page(client: TestClient, db: Session) -> None:
     _make_user(db, "carol", "partner")
     assert _login(client, "carol", PASSWORD).status_code == 303
-    denied = client.get("/v1/audit/verify")
+    denied = client.get("/v1/audit/verify", headers={"x-csrf-token": _csrf(client, "/login")})
     assert denied.status_code == 403 and denied.json() == {"detail": "this credential lacks the 'audit:read' scope"}
 
 
-def test_health_ready_metrics_openapi_and_error_pages(client: TestClient) -> None:
+def test_health_ready_metrics_openapi_and_error_pages(client: TestClient, db: Session) -> None:
+    ops = {"authorization": f"Bearer {_key(db, 'monitoring', ['ops'])}"}
     assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=ops)
     assert ready.status_code == 200
     assert ready.json()["ready"] is True and ready.json()["checks"]["database"]["revision"] == migrate.head_revision()
     assert client.get("/openapi.json").json()["info"]["title"] == "Seawall"
     assert client.get("/docs").status_code == 200
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=ops).text
     assert 'seawall_http_requests_total{method="GET",route="/readyz",status="200"} 1.0' in metrics
     page = client.get("/nowhere", headers={"accept": "text/html"})
     assert page.status_code == 404 and '<h1 id="error-title">Not found</h1>' in page.text
@@ -223,3 +226,84 @@ def test_health_ready_metrics_openapi_and_error_pages(client: TestClient) -> Non
     rid = client.get("/healthz", headers={"x-request-id": "abc-123"})
     assert rid.headers["x-request-id"] == "abc-123"
     assert re.fullmatch(r"[0-9a-f]{16}", client.get("/healthz").headers["x-request-id"])
+
+
+def test_failed_login_never_keeps_what_was_typed_as_a_user_name(client: TestClient, db: Session) -> None:
+    _make_user(db)
+    typed = "my secret pass phrase"  # a password typed into the name field
+    response = _login(client, typed, "whatever-password")
+    assert response.status_code == 401 and "Wrong username or password." in response.text
+    assert _login(client, "alice", "wrong password!").status_code == 401
+    db.expire_all()
+    events = db.scalars(select(AuditEvent).where(AuditEvent.action == "auth.login_failed").order_by(AuditEvent.seq))
+    rows = [(e.actor_type, e.actor, e.object_id, e.details) for e in events]
+    user_id = db.scalar(select(User.id).where(User.username == "alice"))
+    assert rows == [
+        ("anonymous", "", "", {"reason": "unknown user"}),
+        ("user", "alice", str(user_id), {"reason": "wrong password", "failures": 1}),
+    ]
+    exported = db.scalars(select(AuditEvent)).all()
+    assert not any(typed in repr((e.actor, e.object_id, e.details)) for e in exported)
+
+
+def test_password_reset_ends_every_console_session_of_the_user(client: TestClient, db: Session) -> None:
+    _make_user(db)
+    _make_user(db, "bob")
+    assert _login(client, "alice", PASSWORD).status_code == 303
+    other = TestClient(client.app, base_url="http://127.0.0.1")
+    assert _login(other, "bob", PASSWORD).status_code == 303
+    auth_service.set_password(db, SYSTEM, "alice", "a new long password")
+    db.commit()
+    ended = client.get("/", follow_redirects=False)
+    assert ended.status_code == 303 and ended.headers["location"] == "/login?next=/"
+    assert other.get("/", follow_redirects=False).status_code == 200  # bob's session is not alice's
+    db.expire_all()
+    alice = db.scalar(select(User.id).where(User.username == "alice"))
+    assert db.scalars(select(ConsoleSession.revoked).where(ConsoleSession.user_id == alice)).all() == [True]
+    client.cookies.clear()
+    assert _login(client, "alice", "a new long password").status_code == 303
+
+
+def _recently_used_key(db: Session) -> str:
+    # Used a moment ago, so a check records no last use (a write that would wait for the revoking transaction).
+    secret = _key(db, "platform", ["match"])
+    db.execute(update(ApiKey).where(ApiKey.name == "platform").values(last_used_at=utcnow()))
+    db.commit()
+    return secret
+
+
+def test_revoked_key_is_not_cached_again_by_a_read_of_the_old_row(engine, db: Session) -> None:  # type: ignore[no-untyped-def]
+    from seawall.db import make_sessionmaker
+
+    secret = _recently_used_key(db)
+    reads = make_sessionmaker(engine, writes=False)
+    auth_service.clear_key_cache()
+    with make_sessionmaker(engine)() as admin:
+        auth_service.revoke_api_key(admin, SYSTEM, "platform")
+        # A request checks the key while the revocation is not yet committed: it reads the old row.
+        assert auth_service.api_key_principal(reads, secret).name == "platform"
+        admin.commit()
+    assert auth_service.cached_api_key_principal(secret) is None
+    with pytest.raises(auth_service.AuthError, match="this API key has been revoked"):
+        auth_service.api_key_principal(reads, secret)
+
+
+def test_a_check_in_flight_across_a_revocation_does_not_cache_the_key(  # type: ignore[no-untyped-def]
+    engine, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seawall.db import make_sessionmaker
+
+    secret = _recently_used_key(db)
+    auth_service.clear_key_cache()
+    read_row = auth_service.authenticate_api_key
+
+    def read_then_revoked(session: Session, given: str) -> ApiKey:
+        key = read_row(session, given)  # the old row, read just before...
+        with make_sessionmaker(engine)() as admin:  # ...the revocation commits
+            auth_service.revoke_api_key(admin, SYSTEM, "platform")
+            admin.commit()
+        return key
+
+    monkeypatch.setattr(auth_service, "authenticate_api_key", read_then_revoked)
+    assert auth_service.api_key_principal(make_sessionmaker(engine, writes=False), secret).name == "platform"
+    assert auth_service.cached_api_key_principal(secret) is None

@@ -25,6 +25,8 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 def _env(home: Path, database_url: str, queue_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEAWALL_")}
     env.update({"SEAWALL_HOME": str(home), "SEAWALL_DATABASE_URL": database_url, "SEAWALL_LOG_JSON": "true"})
+    env["SEAWALL_AUDIT_KEY_FILE"] = os.environ["SEAWALL_AUDIT_KEY_FILE"]  # the chain's key, as every process has it
+    env["SEAWALL_AUDIT_CHECKPOINT_CRON"] = "0 0 31 2 *"  # never: the test asks for its checkpoint itself
     if queue_url:
         env["SEAWALL_QUEUE_URL"] = queue_url
     return env
@@ -58,11 +60,8 @@ def _seed_events(database_url: str) -> None:
     engine.dispose()
 
 
-def _enqueue_and_wait(env: dict[str, str]) -> dict[str, object]:
-    code = (
-        "import json; from seawall.auth.tasks import verify_audit_chain_once as t; "
-        "print(json.dumps(t()(blocking=True, timeout=60)))"
-    )
+def _enqueue_and_wait(env: dict[str, str], task: str = "verify_audit_chain_once") -> dict[str, object]:
+    code = f"import json; from seawall.auth.tasks import {task} as t; print(json.dumps(t()(blocking=True, timeout=60)))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -73,7 +72,24 @@ def _check_round_trip(env: dict[str, str], log_path: Path, database_url: str) ->
     _seed_events(database_url)
     assert _enqueue_and_wait(env) == {"ok": True, "checked": 3, "seq": None, "problem": None}
     logged = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-    assert any(e["message"] == "audit chain intact: 3 events verified" for e in logged), logged
+    assert any(
+        e["message"] == "audit chain intact: 3 events verified with the audit key; no signed checkpoint yet"
+        for e in logged
+    ), logged
+    # The worker signs the head into the checkpoint file in its SEAWALL_HOME and into its log.
+    path = Path(env["SEAWALL_HOME"]) / "audit-checkpoints.jsonl"
+    assert _enqueue_and_wait(env, "write_checkpoint_once") == {
+        "written": True,
+        "ok": True,
+        "message": f"checkpoint written at event 3 to {path}",
+    }
+    [line] = path.read_text().splitlines()
+    checkpoint = json.loads(line)
+    assert checkpoint["seq"] == 3
+    logged = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    [entry] = [e for e in logged if "audit_checkpoint" in e]
+    assert entry["audit_checkpoint"] == checkpoint and entry["message"] == f"audit checkpoint {line}"
+    assert _enqueue_and_wait(env)["checked"] == 3
 
 
 def test_worker_runs_a_queued_task_on_the_sqlite_store(worker, database_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -111,6 +127,9 @@ def test_nightly_audit_verification_is_scheduled(tmp_path: Path) -> None:
     at_noon = huey.read_periodic(dt.datetime(2026, 11, 26, 12, 0))
     assert "audit.verify_chain" in [t.name for t in at_three]
     assert "audit.verify_chain" not in [t.name for t in at_noon]
+    # Checkpoints every quarter of an hour by default.
+    assert "audit.checkpoint" in [t.name for t in huey.read_periodic(dt.datetime(2026, 11, 26, 12, 45))]
+    assert "audit.checkpoint" not in [t.name for t in huey.read_periodic(dt.datetime(2026, 11, 26, 12, 46))]
 
 
 def test_queue_store_selection_and_cron_parsing(tmp_path: Path) -> None:

@@ -218,7 +218,7 @@ def test_fast_path_keeps_request_ids_metrics_and_access_lines(client: TestClient
         client.get("/v1/match", params=value, headers=partner)
     answer = client.get("/v1/match", params=value, headers={**partner, "x-request-id": "lookup-7"})
     assert answer.headers["x-request-id"] == "lookup-7"
-    metrics = client.get("/metrics").text
+    metrics = client.get("/metrics", headers=_key(db, "monitoring", ["ops"])).text
     assert 'seawall_http_requests_total{method="GET",route="/v1/match",status="200"} 4.0' in metrics
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from seawall.auth import audit
@@ -97,8 +97,14 @@ def revoke_key(name: str, db: Session = Depends(get_db), actor: Principal = Depe
 
 
 @router.get("/audit/verify", response_model=ChainStatus, tags=["audit"])
-def verify_audit(db: Session = Depends(get_db), _: Principal = Depends(require("audit:read"))) -> ChainStatus:
-    report = audit.verify(db)
+def verify_audit(
+    request: Request, db: Session = Depends(get_db), _: Principal = Depends(require("audit:read"))
+) -> ChainStatus:
+    try:
+        report = audit.verify(db, request.app.state.settings)
+    except audit.AuditKeyError as exc:
+        # The server's configuration, not the chain: say so rather than "tampered".
+        raise HTTPException(503, str(exc)) from None
     return ChainStatus(
         ok=report.ok, checked=report.checked, problem=report.problem, seq=report.seq, message=report.describe()
     )

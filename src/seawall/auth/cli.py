@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -12,17 +13,19 @@ from rich.table import Table
 from seawall.auth import audit
 from seawall.auth import service as auth_service
 from seawall.auth.permissions import SCOPES, Role, cli_principal
+from seawall.config import get_settings
 from seawall.db import default_sessionmaker, transaction
 
 users_app = typer.Typer(help="Console accounts: create, list, disable, reset passwords.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for machines: create, list, revoke.", no_args_is_help=True)
-audit_app = typer.Typer(help="The hash-chained audit log: verify, export.", no_args_is_help=True)
+audit_app = typer.Typer(help="The keyed audit log: verify, checkpoint, export.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    # soft_wrap: a long path in a message stays whole, so it can be copied (and searched for)
+    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -144,14 +147,45 @@ def keys_revoke(name: str = typer.Argument(..., help="The key's name.")) -> None
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Walk the audit chain; exit 1 and name the first altered, deleted or reordered event."""
-    with default_sessionmaker()() as session:
-        report = audit.verify(session)
+    """Check the audit chain with the audit key and every signed checkpoint; exit 1 and name the first
+    altered, deleted, reordered, forged or cut-off event (exit 2 when the key is missing or wrong)."""
+    try:
+        with default_sessionmaker()() as session:
+            report = audit.verify(session)
+    except audit.AuditKeyError as exc:
+        raise _fail(str(exc)) from None
     if report.ok:
-        out.print(f"[green]OK[/green] {report.describe()}")
+        out.print(f"[green]OK[/green] {report.describe()}", soft_wrap=True)
         return
-    out.print(f"[red]FAILED[/red] {report.describe()}")
+    out.print(f"[red]FAILED[/red] {report.describe()}", soft_wrap=True)
     raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's head into the checkpoint file now (the worker does it on a schedule); exit 1
+    when the events since the last checkpoint do not check out (nothing is signed then)."""
+    try:
+        with default_sessionmaker()() as session:
+            outcome = audit.write_checkpoint(session)
+    except audit.AuditKeyError as exc:
+        raise _fail(str(exc)) from None
+    if not outcome.report.ok:
+        out.print(f"[red]FAILED[/red] {outcome.message}", soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(outcome.message, soft_wrap=True)
+    if outcome.checkpoint is not None:
+        print(json.dumps(outcome.checkpoint.as_dict(), sort_keys=True))
+
+
+@audit_app.command("public-key")
+def audit_public_key() -> None:
+    """Print the public key that checks the signed checkpoints (PEM), for a third party to hold."""
+    try:
+        private = audit.load_signing_key(get_settings(), create=True)
+    except audit.AuditKeyError as exc:
+        raise _fail(str(exc)) from None
+    print(audit.public_pem(private.public_key()).decode(), end="")
 
 
 @audit_app.command("export")

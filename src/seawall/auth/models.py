@@ -59,7 +59,8 @@ class ApiKey(Base):
 
 
 class AuditEvent(Base):
-    """One append-only event; ``hash`` chains it to the event before (``prev_hash``)."""
+    """One append-only event; ``hash`` chains it to the event before (``prev_hash``); ``mac`` is the
+    HMAC of the same bytes with the audit key, which is kept outside the database."""
 
     __tablename__ = "audit_events"
 
@@ -74,6 +75,7 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))
 
 
 class AuditHead(Base):
@@ -84,6 +86,9 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+    # Names the audit key the chain is written with (None until the first event): a process given
+    # another key refuses to append, and verification tells a wrong key from tampering.
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class RateLimitWindow(Base):

@@ -27,6 +27,7 @@ SCOPES: dict[str, str] = {
     "reveal": "reveal blurred media",
     "audit:read": "read and verify the audit log",
     "admin": "manage users, API keys and settings",
+    "ops": "read readiness details and metrics (monitoring)",
     "console": "use the analyst console",
 }
 
@@ -52,7 +53,7 @@ def validate_scopes(scopes: list[str]) -> list[str]:
 class Principal:
     """Who is acting: a console user, an API key, or the system itself (worker, CLI)."""
 
-    kind: str  # "user", "key", "cli" or "system"
+    kind: str  # "user", "key", "cli", "system", or "anonymous" (a refused login under no user's name)
     name: str
     scopes: frozenset[str]
     id: int | None = None

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,12 +15,13 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from seawall.auth import audit
 from seawall.auth.models import ApiKey, ConsoleSession, User
+from seawall.auth.names import check_name
 from seawall.auth.permissions import ROLE_SCOPES, Principal, Role, validate_scopes
 from seawall.config import Settings
 from seawall.db import utcnow
@@ -30,6 +32,8 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-password")
 
 API_KEY_PREFIX = "swk_"
+# Who a refused login is recorded as when the name given is nobody's.
+ANONYMOUS = Principal(kind="anonymous", name="", scopes=frozenset())
 # Recording a key's last use on every request would turn every lookup into a write.
 _LAST_USED_GRANULARITY = timedelta(minutes=5)
 
@@ -103,6 +107,8 @@ def create_user(
     username = username.strip()
     if not username or len(username) > 80:
         raise ValueError("a username is 1 to 80 characters")
+    check_name(username, "username")
+    check_name(display_name, "display name")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"a user named {username!r} exists already")
     password = password or generate_password()
@@ -119,8 +125,7 @@ def set_user_disabled(session: Session, actor: Principal, username: str, disable
     user = get_user(session, username)
     user.disabled = disabled
     if disabled:
-        # A disabled account loses its open sessions at once.
-        session.execute(update(ConsoleSession).where(ConsoleSession.user_id == user.id).values(revoked=True))
+        end_console_sessions(session, user.id)  # a disabled account loses its open sessions at once
     else:
         user.failed_logins = 0
         user.locked_until = None
@@ -133,6 +138,8 @@ def set_password(session: Session, actor: Principal, username: str, password: st
         raise ValueError("a password is at least 10 characters")
     user = get_user(session, username)
     user.password_hash = _hasher.hash(password)
+    # Whoever had the old password may be logged in with it: every open session ends.
+    end_console_sessions(session, user.id)
     # A new password ends a lock-out; a disabled account stays disabled.
     user.failed_logins = 0
     user.locked_until = None
@@ -144,12 +151,15 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
     """Check a console login; counts failures and locks the account after too many."""
     now = utcnow()
     user = session.scalar(select(User).where(User.username == username))
-    anonymous = Principal(kind="user", name=username[:120], scopes=frozenset())
     if user is None:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
-        audit.record(session, anonymous, "auth.login_failed", "user", "", {"reason": "unknown user"})
+        # What was typed is not kept: it is no user's name, and may be someone's password typed in
+        # the wrong field; the permanent chain would keep it for ever.
+        audit.record(session, ANONYMOUS, "auth.login_failed", "user", "", {"reason": "unknown user"})
         raise AuthError("Wrong username or password.")
+    # The account's own name, as stored, with no powers: the attempt is not the user acting.
+    anonymous = Principal(kind="user", name=user.username, id=user.id, scopes=frozenset())
     if user.disabled:
         audit.record(session, anonymous, "auth.login_failed", "user", user.id, {"reason": "disabled"})
         raise AuthError("This account is disabled.")
@@ -203,6 +213,15 @@ def console_session_user(session: Session, token: str) -> User | None:
     return row.user
 
 
+def end_console_sessions(session: Session, user_id: int) -> None:
+    """End every open console session of a user (password reset, disable)."""
+    session.execute(
+        update(ConsoleSession)
+        .where(ConsoleSession.user_id == user_id, ConsoleSession.revoked.is_(False))
+        .values(revoked=True)
+    )
+
+
 def end_console_session(session: Session, token: str) -> None:
     row = session.scalar(select(ConsoleSession).where(ConsoleSession.token_hash == _sha256(token)))
     if row is not None and not row.revoked:
@@ -225,6 +244,7 @@ def create_api_key(
     name = name.strip()
     if not name or len(name) > 120:
         raise ValueError("a key name is 1 to 120 characters")
+    check_name(name, "key name")
     if not scopes:
         raise ValueError("a key needs at least one scope")
     scopes = validate_scopes(scopes)
@@ -256,18 +276,28 @@ def revoke_api_key(session: Session, actor: Principal, name: str) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         audit.record(session, actor, "key.revoke", "api_key", key.id, {"name": name})
-    clear_key_cache()
+    # Only once the revocation is committed: cleared before, a request reading the old row in the
+    # meantime would cache the key again.
+    event.listen(session, "after_commit", lambda _session: clear_key_cache(), once=True)
     return key
 
 
-# Checked keys, by the SHA-256 of their secret: (valid until, principal). A revocation in this
-# process clears it at once; other processes see it within KEY_CACHE_SECONDS.
+# Checked keys, by the SHA-256 of their secret: (valid until, principal). A revocation clears the
+# cache of its own process when it commits; in other processes an entry lives at most
+# KEY_CACHE_SECONDS from a database read made before that commit, so a revoked key is refused
+# everywhere within KEY_CACHE_SECONDS of the commit.
 KEY_CACHE_SECONDS = 5.0
 _key_cache: dict[str, tuple[float, Principal]] = {}
+# Bumped by every clear, under the lock: a check whose database read began before a clear does not cache.
+_key_generation = 0
+_key_lock = threading.Lock()
 
 
 def clear_key_cache() -> None:
-    _key_cache.clear()
+    global _key_generation
+    with _key_lock:
+        _key_generation += 1
+        _key_cache.clear()
 
 
 def cached_api_key_principal(secret: str) -> Principal | None:
@@ -287,16 +317,18 @@ def api_key_principal(factory: Callable[[], Session], secret: str) -> Principal:
     cached = cached_api_key_principal(secret)
     if cached is not None:
         return cached
-    digest, now = _sha256(secret), time.monotonic()
+    digest, now, generation = _sha256(secret), time.monotonic(), _key_generation
     with factory() as session:
         key = authenticate_api_key(session, secret)
         principal = key_principal(key)
         stale = key.last_used_at is None or utcnow() - key.last_used_at > _LAST_USED_GRANULARITY
     if stale:
         _touch_api_key(factory, key.id)
-    if len(_key_cache) > 10_000:
-        _key_cache.clear()
-    _key_cache[digest] = (now + KEY_CACHE_SECONDS, principal)
+    with _key_lock:
+        if generation == _key_generation:
+            if len(_key_cache) > 10_000:
+                _key_cache.clear()
+            _key_cache[digest] = (now + KEY_CACHE_SECONDS, principal)
     return principal
 
 

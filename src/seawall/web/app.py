@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -20,15 +20,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 import seawall
 from seawall import migrate
+from seawall.auth.permissions import Principal
 from seawall.config import Settings, get_settings
 from seawall.db import make_engine, make_sessionmaker
 from seawall.matching.indexes import MatchIndexes
 from seawall.web.csrf import csrf_token, persist_anon_cookie
-from seawall.web.deps import LoginRequired
+from seawall.web.deps import LoginRequired, ops_principal, require_ops
 from seawall.web.observability import Metrics, ObservabilityMiddleware
+from seawall.web.security import SecurityHeaders, add_security_headers
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).parent
@@ -148,7 +151,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error_response(request, 500, "internal error; the request id in the logs identifies it")
+        response = _error_response(request, 500, "internal error; the request id in the logs identifies it")
+        return add_security_headers(response)  # answered from outside every middleware
 
 
 def jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -192,7 +196,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         title="Seawall",
         version=seawall.__version__,
         description="Hash, match, review, take down and report CSAM. Partner API under /v1.",
-        docs_url="/docs",
+        docs_url=None,  # our own /docs page (web/views.py): FastAPI's loads a CDN and runs inline script
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -210,6 +214,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
 
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
+    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -217,12 +222,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], summary="The process can serve: database reachable, schema current")
-    def readyz() -> JSONResponse:
+    def readyz(caller: Principal | None = Depends(ops_principal)) -> JSONResponse:
         ready, checks = app.state.readiness.run(app)
+        # The checks name lists and revisions: for the metrics token or an 'ops' credential only, and
+        # a key limited to some lists sees only those.
+        if caller is None or not caller.can("ops"):
+            return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        named = checks.get("indexes", {}).get("lists")
+        if isinstance(named, dict):
+            checks["indexes"]["lists"] = {name: v for name, v in named.items() if caller.can_use_list(name)}
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", include_in_schema=False)
-    def metrics_endpoint() -> Response:
+    def metrics_endpoint(_: Principal = Depends(require_ops)) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from seawall.auth.api import router as auth_router
@@ -251,6 +263,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     # The last added runs first: the single-lookup fast path runs inside observability (request ids,
     # metrics and access lines cover it too).
     app.add_middleware(SingleLookup)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
 

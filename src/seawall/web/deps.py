@@ -6,6 +6,7 @@ credentials are read and scopes checked.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable, Iterator
 
 from fastapi import Depends, HTTPException, Request
@@ -17,8 +18,6 @@ from seawall.auth import service as auth_service
 from seawall.auth.models import User
 from seawall.auth.permissions import Principal
 from seawall.web.csrf import HEADER, SESSION_COOKIE, csrf_valid
-
-_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -32,7 +31,8 @@ class LoginRequired(Exception):
 
 
 async def optional_principal(request: Request) -> Principal | None:
-    """The caller from an ``Authorization: Bearer`` API key, or else the console session cookie.
+    """The caller from an ``Authorization: Bearer`` API key, or else the console session cookie, which
+    the JSON API accepts only with the page's ``X-CSRF-Token`` (any method).
 
     Async so the hot path (a key checked in the last seconds) costs no hop to the thread pool; a
     database look-up goes to the pool.
@@ -76,6 +76,35 @@ def recently_checked_key(scope: Scope, needed: str) -> Principal | None:
     return principal if principal is not None and principal.can(needed) else None
 
 
+# Whoever presents SEAWALL_METRICS_TOKEN: a monitoring system, allowed only the operational endpoints.
+METRICS_TOKEN_HOLDER = Principal(kind="token", name="metrics token", scopes=frozenset({"ops"}))
+
+
+async def ops_principal(request: Request) -> Principal | None:
+    """The caller of an operational endpoint (/readyz, /metrics): the metrics token holder, else as
+    ``optional_principal`` — except that a browser's cookie without the page's CSRF token counts as
+    nobody here rather than an error (these GETs change nothing; a link to them is harmless)."""
+    header = request.headers.get("authorization")
+    token = request.app.state.settings.metrics_token
+    if header and token is not None:
+        secret = bearer_secret(header)
+        if secret is not None and hmac.compare_digest(secret.encode(), token.get_secret_value().encode()):
+            return METRICS_TOKEN_HOLDER
+    if not header and HEADER not in request.headers:
+        return None
+    return await optional_principal(request)
+
+
+async def require_ops(request: Request) -> Principal:
+    """A dependency admitting the metrics token or a credential with the 'ops' scope."""
+    principal = await ops_principal(request)
+    if principal is None:
+        raise HTTPException(401, "authentication required", {"WWW-Authenticate": "Bearer"})
+    if not principal.can("ops"):
+        raise HTTPException(403, "this credential lacks the 'ops' scope")
+    return principal
+
+
 def _console_principal_from_cookie(request: Request) -> Principal | None:
     # A read-only session of its own: checking a credential must not take SQLite's write lock.
     with request.app.state.read_sessionmaker() as db:
@@ -87,8 +116,10 @@ def _console_principal(request: Request, db: Session) -> Principal | None:
     user: User | None = auth_service.console_session_user(db, token) if token else None
     if user is None:
         return None
-    # A browser calling the API with its cookie must prove the request came from our page.
-    if request.method not in _SAFE_METHODS and not csrf_valid(request, request.headers.get(HEADER)):
+    # A browser calling the JSON API (/v1, /h, /m, /c) with its cookie must prove the request came from
+    # our page, whatever the method: the SameSite=lax cookie rides along on a GET from a link or an
+    # <img> on another site, and GETs here match (recording, firing webhooks) and fetch URLs.
+    if not csrf_valid(request, request.headers.get(HEADER)):
         raise HTTPException(403, "missing or invalid CSRF token")
     return auth_service.user_principal(user)
 

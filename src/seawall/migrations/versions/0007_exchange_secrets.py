@@ -1,7 +1,7 @@
 """exchange secrets encrypted at rest
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-27 09:00:00.000000
 
 Each secret field of a stored exchange config (the NCMEC password, StopNCII keys, a Seawall feed's
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
