@@ -1,4 +1,4 @@
-"""Referrals between hotlines.
+"""Referrals between hotlines, and the law-enforcement package.
 
 Two real Seawall servers on loopback refer a case and send its status back; a real `seawall worker`
 retries until the partner is up. Where the test plays the partner hotline, it signs and checks
@@ -9,7 +9,9 @@ own helpers. Benign generated pictures only.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -843,6 +845,109 @@ def test_partners_cli_and_the_signing_key_file(
         revoked = session.scalars(select(ApiKey).where(ApiKey.name == "partner-be-hotline")).one()
         assert revoked.revoked_at is not None
     engine.dispose()
+
+
+# ---- the law-enforcement package ----------------------------------------------------------------
+
+
+def test_the_law_enforcement_package_parses_is_signed_and_holds_no_media(
+    tmp_path: Path,
+    database_url: str,
+    settings: Settings,
+    hotline_a: Instance,
+    monkeypatch: pytest.MonkeyPatch,
+    scheduled: list[tuple[int, float]],
+    captured: list[int],
+) -> None:
+    from seawall.cli import app as cli_app
+
+    hashes = benign_hashes(tmp_path, (10, 11, 12))
+    case_id = confirmed_case(hotline_a.factory, settings, hashes, "https://files.example.ru/a", country="RU")
+    with hotline_a.factory() as session:
+        case = session.get_one(Case, case_id)
+        reference = case.reference
+        report = session.scalars(select(Report).where(Report.case_id == case_id)).one().reference
+    monkeypatch.setenv("SEAWALL_HOME", str(settings.home))
+    monkeypatch.setenv("SEAWALL_DATABASE_URL", database_url)
+    monkeypatch.setenv("SEAWALL_SECRET_KEY", settings.effective_secret_key())
+    monkeypatch.setenv("SEAWALL_HOTLINE_NAME", "Hotline GB")
+    monkeypatch.setenv("COLUMNS", "200")
+    reset_settings()
+    out = tmp_path / "handover"
+    try:
+        made = CliRunner().invoke(cli_app, ["referrals", "export-le", reference.lower(), report, "--out", str(out)])
+        again = CliRunner().invoke(cli_app, ["referrals", "export-le", reference, "--out", str(out)])
+        missing = CliRunner().invoke(cli_app, ["referrals", "export-le", "C-00000-00000", "--out", str(tmp_path / "x")])
+    finally:
+        reset_settings()
+    assert made.exit_code == 0, made.output
+    assert again.exit_code == 2 and "exists and is not an empty folder" in again.output
+    assert missing.exit_code == 2 and "no case or report 'C-00000-00000'" in missing.output
+    line = json.loads(made.stdout)
+    assert line["cases"] == [reference]  # the case and its report name one case
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["captures.csv", "cases.csv", "items.csv", "referral.json", "timeline.csv", "urls.csv"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o600}
+    assert not list(tmp_path.glob(".handover.partial-*"))
+
+    package = json.loads((out / "referral.json").read_text())
+    assert partner_accepts(package["public_key"], package)
+    assert package["public_key"] == signing.public_key_text(settings)
+    document = package["document"]
+    assert (document["type"], document["sender"]["name"], document["sender"]["country"]) == (
+        "seawall.law_enforcement_referral",
+        "Hotline GB",
+        "GB",
+    )
+    for name in ("cases.csv", "urls.csv", "captures.csv", "items.csv", "timeline.csv"):
+        assert document["files"][name] == hashlib.sha256((out / name).read_bytes()).hexdigest()
+    [record] = document["cases"]
+    assert (record["reference"], record["url"], record["hosting"]["country"]) == (
+        reference,
+        "https://files.example.ru/a",
+        "RU",
+    )
+    assert [i["sha256"] for i in record["items"]] == [h["sha256"] for h in hashes]  # every item, each graded
+    assert [i["classification"]["outcome"] for i in record["items"]] == ["csam", "csam", "not_csam"]
+    assert record["classification"]["category"] == "B" and record["captures"][0]["http_status"] == 200
+    assert [e["event"] for e in record["timeline"]][:2] == ["case opened", "report received"]
+
+    def rows(name: str) -> list[dict[str, str]]:
+        return list(csv.DictReader(io.StringIO((out / name).read_text())))
+
+    items = rows("items.csv")
+    assert [(r["case"], r["sha256"], r["md5"], r["pdq"], r["outcome"]) for r in items] == [
+        (reference, h["sha256"], h["md5"], h["pdq"], o)
+        for h, o in zip(hashes, ("csam", "csam", "not_csam"), strict=True)
+    ]
+    [case_row] = rows("cases.csv")
+    # A cell a spreadsheet would run as a formula is quoted; referral.json keeps the value as it is.
+    assert (
+        case_row["hosting_as_name"] == "'=Example Hosting B.V."
+        and record["hosting"]["as_name"] == "=Example Hosting B.V."
+    )
+    assert {r["kind"] for r in rows("urls.csv")} == {"case", "reported", "final", "media"}
+    assert rows("timeline.csv")[0]["event"] == "case opened"
+
+    # No media: no file holds any of the pictures' bytes, whole or in part, raw or in base64.
+    blobs = b"".join(p.read_bytes() for p in out.iterdir())
+    for h in hashes:
+        picture = (tmp_path / f"benign-{h['seed']}.png").read_bytes()
+        for chunk in (picture[64:128], picture[-64:], base64.b64encode(picture[96:192])):
+            assert chunk not in blobs
+    assert len(blobs) < 40_000
+
+    with hotline_a.factory() as session:
+        recorded = session.scalars(select(Referral).where(Referral.kind == "law_enforcement")).one()
+        assert (recorded.direction, recorded.state, recorded.case_id, recorded.remote_id) == (
+            "out",
+            "exported",
+            case_id,
+            line["package"],
+        )
+        assert recorded.document["files"] == document["files"]
+        assert session.scalars(select(AuditEvent).where(AuditEvent.action == "referral.export_le")).one()
 
 
 def test_referrals_cli_sends_lists_shows_and_retries(

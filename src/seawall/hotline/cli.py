@@ -118,7 +118,7 @@ partners_app = typer.Typer(
     help="Partner hotlines: our signing key, add, list, show, update, remove.", no_args_is_help=True
 )
 referrals_app = typer.Typer(
-    help="Referrals to partner hotlines and to law enforcement: list, show, send, retry, sync.",
+    help="Referrals to partner hotlines and to law enforcement: list, show, send, retry, sync, export-le.",
     no_args_is_help=True,
 )
 
@@ -350,6 +350,25 @@ def referrals_sync() -> None:
     """Do now what the worker does every minute: route, follow referred cases, queue due deliveries."""
     report = referrals.sweep(default_sessionmaker(), get_settings())
     print(json.dumps({"routed": report.routed, "progressed": report.progressed, "queued": len(report.queued)}))
+
+
+@referrals_app.command("export-le")
+def referrals_export_le(
+    cases: list[str] = typer.Argument(..., help="Case references (C-…) or report references (R-…)."),
+    out_dir: Path = typer.Option(..., "--out", help="A new (or empty) folder to write the package into."),
+) -> None:
+    """Write a law-enforcement referral package (JSON + CSV; no media) and record it."""
+    from seawall.hotline import le_export
+
+    try:
+        package = le_export.export(default_sessionmaker(), get_settings(), cli_principal(), cases, out_dir)
+    except le_export.ExportError as exc:
+        raise _fail(str(exc)) from None
+    print(
+        json.dumps(
+            {"package": package.uid, "folder": str(package.folder), "cases": package.cases, "files": package.files}
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:
