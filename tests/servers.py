@@ -17,11 +17,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run an ASGI ``app`` with uvicorn in a thread on loopback; yields its base URL."""
+def serve(app: Any, port: int | None = None) -> Iterator[str]:
+    """Run an ASGI ``app`` with uvicorn in a thread on loopback (on ``port``, or a free one); yields its base URL."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -107,6 +107,22 @@ class Settings(BaseSettings):
     public_report_limit: int = Field(10, description="Reports one client may send through /report per hour.")
     public_status_limit: int = Field(30, description="Status look-ups one client may make per hour.")
 
+    # hotline: referrals to partner hotlines and to law enforcement
+    hotline_name: str = Field(
+        "Seawall hotline", description="This hotline's name, as referrals and law-enforcement packages give it."
+    )
+    referral_key_file: Path | None = Field(
+        None, description="Ed25519 key that signs referrals; default SEAWALL_HOME/referral-signing.key (made 0600)."
+    )
+    referral_timeout_seconds: float = Field(20.0, description="Time a partner hotline has to answer a delivery.")
+    referral_retry_base_seconds: float = Field(
+        60.0, description="First retry delay of a referral or status update; doubles each attempt (6 h at most)."
+    )
+    referral_max_attempts: int = Field(12, description="Delivery attempts before a referral is marked failed.")
+    referral_sweep_cron: str = Field(
+        "* * * * *", description="When the worker re-queues due deliveries and sends referred cases' status."
+    )
+
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest media file, in bytes, that is read.")

@@ -349,6 +349,21 @@ ROUTES: list[Route] = [
         _url("/v1/reports/batch", json={"reports": [{"url": "https://forum.example/t/3"}]}),
     ),
     Route("GET", "/v1/reports/{reference}", "reports:write", _url("/v1/reports/R-00000-00000")),
+    # the hotline: referrals (a document from a key that is no partner's is refused with 422)
+    Route("POST", "/v1/referrals", "referrals:write", _url("/v1/referrals", json={"document": {}, "signature": ""})),
+    Route(
+        "POST",
+        "/v1/referrals/{uid}/status",
+        "referrals:write",
+        _url("/v1/referrals/00000000-0000-0000-0000-000000000000/status", json={"document": {}, "signature": ""}),
+    ),
+    Route("GET", "/v1/referrals", "reports:read", _url("/v1/referrals")),
+    Route("GET", "/v1/referrals/key", "admin", _url("/v1/referrals/key")),
+    Route("GET", "/v1/partners", "admin", _url("/v1/partners")),
+    Route("POST", "/v1/partners", "admin", _url("/v1/partners", json={"name": "matrix-partner", "country": "NL"})),
+    Route("GET", "/v1/partners/{name}", "admin", _url("/v1/partners/no-such-partner")),
+    Route("PATCH", "/v1/partners/{name}", "admin", _url("/v1/partners/no-such-partner", json={"enabled": False})),
+    Route("DELETE", "/v1/partners/{name}", "admin", _url("/v1/partners/no-such-partner")),
     Route("GET", "/c/content_type", "lists:read", _url("/c/content_type")),
 ]
 

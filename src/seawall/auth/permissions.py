@@ -22,6 +22,7 @@ SCOPES: dict[str, str] = {
     "lists:write": "create lists, add and retire entries, give opinions",
     "reports:read": "read reports",
     "reports:write": "submit reports",
+    "referrals:write": "refer cases and send their status updates (a partner hotline's key)",
     "review": "assess items in the review queue",
     "qa": "quality-check assessments",
     "reveal": "reveal blurred media",

@@ -1,22 +1,31 @@
-"""Routes of the hotline API under /v1: reports (intake)."""
+"""Routes of the hotline API under /v1: reports (intake); referrals and partner hotlines."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.hotline import intake
+from seawall.hotline import intake, partners, referrals, signing
 from seawall.hotline.models import Case
 from seawall.hotline.schemas import (
+    PartnerCreate,
+    PartnerCreated,
+    PartnerOut,
+    PartnerUpdate,
+    PublicKeyOut,
+    ReferralAccepted,
+    ReferralOut,
+    ReferralStatusOut,
     ReportBatch,
     ReportBatchItem,
     ReportBatchOut,
     ReportCreate,
     ReportCreated,
     ReportOut,
+    SignedDocument,
 )
 from seawall.web.deps import get_db, require
 
@@ -102,3 +111,156 @@ def show_report(
         reported_at=row.reported_at,
         case=case.reference if case is not None else None,
     )
+
+
+# ---- referrals: partner hotlines' documents in, the partner directory (admin) ------------------
+
+
+def _refused(exc: referrals.ReferralRefused) -> JSONResponse:
+    body: dict[str, str] = {"detail": exc.message}
+    if exc.reference is not None:
+        body["reference"] = exc.reference
+    return JSONResponse(body, status_code=exc.status)
+
+
+@router.post(
+    "/referrals",
+    response_model=ReferralAccepted,
+    status_code=201,
+    tags=["referrals"],
+    summary="Receive a partner hotline's signed referral (it becomes a report here)",
+    responses={409: {"description": "This referral was received already (its reference, if the same)"}},
+)
+def receive_referral(
+    body: SignedDocument,
+    request: Request,
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("referrals:write")),
+) -> JSONResponse:
+    try:
+        received = referrals.receive(db, _settings(request), principal, body.document, body.signature)
+    except referrals.ReferralRefused as exc:
+        db.rollback()
+        return _refused(exc)
+    db.commit()
+    return JSONResponse(ReferralAccepted(reference=received.report.reference, status="received").model_dump(), 201)
+
+
+@router.post(
+    "/referrals/{uid}/status",
+    response_model=ReferralStatusOut,
+    tags=["referrals"],
+    summary="Receive a partner hotline's signed status update of a referral we sent it",
+)
+def receive_referral_status(
+    uid: str,
+    body: SignedDocument,
+    request: Request,
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("referrals:write")),
+) -> JSONResponse:
+    try:
+        referral = referrals.receive_status(db, _settings(request), principal, uid, body.document, body.signature)
+    except referrals.ReferralRefused as exc:
+        db.rollback()
+        return _refused(exc)
+    db.commit()
+    return JSONResponse(ReferralStatusOut(referral=referral.uid, state=referral.state).model_dump())
+
+
+@router.get("/referrals", response_model=list[ReferralOut], tags=["referrals"], summary="Referrals, newest first")
+def list_referrals(
+    direction: str | None = None,
+    state: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    db: Session = Depends(get_db),
+    _: Principal = Depends(require("reports:read")),
+) -> list[ReferralOut]:
+    return [
+        ReferralOut(
+            uid=r.uid,
+            direction=r.direction,
+            kind=r.kind,
+            partner=p.name if p is not None else None,
+            case=c.reference if c is not None else None,
+            state=r.state,
+            remote_id=r.remote_id,
+            attempts=r.attempts,
+            last_error=r.last_error,
+            created_at=r.created_at,
+            sent_at=r.sent_at,
+            updated_at=r.updated_at,
+        )
+        for r, p, c in referrals.list_referrals(db, direction=direction, state=state, limit=limit)
+    ]
+
+
+@router.get("/referrals/key", response_model=PublicKeyOut, tags=["referrals"], summary="Our public signing key")
+def referral_key(request: Request, _: Principal = Depends(require("admin"))) -> PublicKeyOut:
+    public = signing.public_key_text(_settings(request))
+    return PublicKeyOut(public_key=public, fingerprint=signing.fingerprint(public))
+
+
+@router.get("/partners", response_model=list[PartnerOut], tags=["referrals"], summary="Partner hotlines")
+def list_partners(db: Session = Depends(get_db), _: Principal = Depends(require("admin"))) -> list[PartnerOut]:
+    return [PartnerOut(**partners.describe(p)) for p in partners.list_partners(db)]
+
+
+@router.post("/partners", response_model=PartnerCreated, status_code=201, tags=["referrals"], summary="Add a partner")
+def create_partner(
+    body: PartnerCreate,
+    request: Request,
+    db: Session = Depends(get_db),
+    actor: Principal = Depends(require("admin")),
+) -> PartnerCreated:
+    try:
+        new = partners.create_partner(db, _settings(request), actor, **body.model_dump())
+    except partners.PartnerConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except partners.PartnerError as exc:
+        raise HTTPException(422, str(exc)) from None
+    db.commit()
+    return PartnerCreated(**partners.describe(new.partner), issued_key=new.issued_key)
+
+
+@router.get("/partners/{name}", response_model=PartnerOut, tags=["referrals"], summary="A partner hotline")
+def show_partner(name: str, db: Session = Depends(get_db), _: Principal = Depends(require("admin"))) -> PartnerOut:
+    try:
+        return PartnerOut(**partners.describe(partners.get_partner(db, name)))
+    except partners.PartnerNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.patch("/partners/{name}", response_model=PartnerOut, tags=["referrals"], summary="Change a partner")
+def update_partner(
+    name: str,
+    body: PartnerUpdate,
+    request: Request,
+    db: Session = Depends(get_db),
+    actor: Principal = Depends(require("admin")),
+) -> PartnerOut:
+    try:
+        partner = partners.update_partner(
+            db, _settings(request), actor, name, **body.model_dump(include=body.model_fields_set)
+        )
+    except partners.PartnerNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except partners.PartnerConflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except partners.PartnerError as exc:
+        raise HTTPException(422, str(exc)) from None
+    db.commit()
+    return PartnerOut(**partners.describe(partner))
+
+
+@router.delete("/partners/{name}", response_model=PartnerOut, tags=["referrals"], summary="Remove a partner")
+def remove_partner(
+    name: str, db: Session = Depends(get_db), actor: Principal = Depends(require("admin"))
+) -> PartnerOut:
+    try:
+        partner = partners.remove_partner(db, actor, name)
+    except partners.PartnerNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    out = PartnerOut(**partners.describe(partner))
+    db.commit()
+    return out

@@ -1,18 +1,23 @@
-"""`seawall reports …`: the hotline's intake from the command line (the same service as the API)."""
+"""`seawall reports …`: the hotline's intake from the command line (the same service as the API);
+`seawall partners …` and `seawall referrals …`: partner hotlines, referrals, the law-enforcement export."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from seawall.auth.permissions import cli_principal
 from seawall.config import get_settings
 from seawall.db import default_sessionmaker, transaction
-from seawall.hotline import intake
-from seawall.hotline.models import Case
+from seawall.hotline import intake, partners, referrals, signing
+from seawall.hotline.models import Case, PartnerHotline
 
 reports_app = typer.Typer(help="Hotline reports: create, list, show.", no_args_is_help=True)
 out = Console()
@@ -107,5 +112,266 @@ def show(reference: str = typer.Argument(..., help="A report reference, R-…"))
             out.print(f"  case: {case.reference} ({case.state}); public status: {intake.public_status(case)}")
 
 
+# ---- partners and referrals ------------------------------------------------------------------
+
+partners_app = typer.Typer(
+    help="Partner hotlines: our signing key, add, list, show, update, remove.", no_args_is_help=True
+)
+referrals_app = typer.Typer(
+    help="Referrals to partner hotlines and to law enforcement: list, show, send, retry, sync, export-le.",
+    no_args_is_help=True,
+)
+
+
+def _read_secret(path: str | None) -> str | None:
+    """A secret from a file ("-": standard input), never from the command line (shell history, ps)."""
+    if path is None:
+        return None
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    return text.strip() or None
+
+
+def _public_key_arg(value: str | None) -> str | None:
+    """The public key as given, or read from a file when it names one."""
+    if value is None or value.startswith(("ed25519:", "-----BEGIN")):
+        return value
+    path = Path(value)
+    if path.is_file():
+        return path.read_text()
+    return value
+
+
+def _print_partner(partner: PartnerHotline) -> None:
+    shown = partners.describe(partner)
+    out.print(f"[bold]{shown['name']}[/bold]  {shown['country']}  {'enabled' if shown['enabled'] else 'disabled'}")
+    out.print(f"  endpoint: {shown['endpoint'] or '-'}")
+    out.print(f"  public key: {shown['public_key'] or '-'}")
+    out.print(f"  fingerprint: {shown['fingerprint'] or '-'}")
+    out.print(f"  our API key at its instance: {'stored (sealed)' if shown['has_api_key'] else '-'}")
+    out.print(f"  the key it calls us with: {shown['inbound_key'] or '-'}")
+
+
+@partners_app.command("key")
+def partners_key() -> None:
+    """Print this instance's public signing key (made on first use), to give to partner hotlines."""
+    settings = get_settings()
+    public = signing.public_key_text(settings)
+    print(public)
+    err.print(f"fingerprint {signing.fingerprint(public)}; private key in {signing.key_path(settings)}")
+
+
+@partners_app.command("add")
+def partners_add(
+    name: str = typer.Argument(..., help="A short name, e.g. nl-hotline."),
+    country: str = typer.Option(..., help="The country whose referrals go to it (ISO 3166 alpha-2)."),
+    endpoint: str | None = typer.Option(None, help="Its Seawall's base URL, https://…"),
+    public_key: str | None = typer.Option(
+        None, help="Its public key (ed25519:… as `seawall partners key` prints), or a file."
+    ),
+    api_key_file: str | None = typer.Option(None, help="File holding our API key at its instance ('-': stdin)."),
+    inbound_key: str | None = typer.Option(
+        None, help="An existing API key of ours (referrals:write) it calls us with."
+    ),
+    issue_key: bool = typer.Option(True, help="Without --inbound-key: issue it a key (printed once)."),
+) -> None:
+    """Register a partner hotline; prints the key issued to it, to hand over with our public key."""
+    settings = get_settings()
+    try:
+        with transaction(default_sessionmaker()) as session:
+            new = partners.create_partner(
+                session,
+                settings,
+                cli_principal(),
+                name=name,
+                country=country,
+                endpoint=endpoint,
+                public_key=_public_key_arg(public_key),
+                api_key=_read_secret(api_key_file),
+                inbound_key=inbound_key,
+                issue_key=issue_key,
+            )
+            _print_partner(new.partner)
+    except partners.PartnerError as exc:
+        raise _fail(str(exc)) from None
+    if new.issued_key:
+        err.print(f"The key {name} calls us with (shown once; give it to them with `seawall partners key`'s output):")
+        print(new.issued_key)
+
+
+@partners_app.command("ls")
+def partners_ls() -> None:
+    """Partner hotlines by country."""
+    with default_sessionmaker(writes=False)() as session:
+        table = Table("name", "country", "endpoint", "fingerprint", "our key", "their key", "enabled")
+        for partner in partners.list_partners(session):
+            shown = partners.describe(partner)
+            table.add_row(
+                shown["name"],
+                shown["country"],
+                shown["endpoint"] or "",
+                (shown["fingerprint"] or "")[:16],
+                "yes" if shown["has_api_key"] else "no",
+                shown["inbound_key"] or "",
+                "yes" if shown["enabled"] else "no",
+            )
+    out.print(table)
+
+
+@partners_app.command("show")
+def partners_show(name: str = typer.Argument(..., help="The partner's name.")) -> None:
+    """One partner hotline (never the key we hold at its instance)."""
+    with default_sessionmaker(writes=False)() as session:
+        try:
+            _print_partner(partners.get_partner(session, name))
+        except partners.PartnerNotFound as exc:
+            raise _fail(str(exc)) from None
+
+
+@partners_app.command("update")
+def partners_update(
+    name: str = typer.Argument(..., help="The partner's name."),
+    country: str | None = typer.Option(None, help="Its country."),
+    endpoint: str | None = typer.Option(None, help="Its Seawall's base URL."),
+    public_key: str | None = typer.Option(None, help="Its public key, or a file holding it."),
+    api_key_file: str | None = typer.Option(None, help="File holding our API key at its instance ('-': stdin)."),
+    inbound_key: str | None = typer.Option(None, help="The API key of ours it calls us with."),
+    enabled: bool | None = typer.Option(None, "--enable/--disable", help="Refer to it and accept from it, or not."),
+) -> None:
+    """Change what is given; the rest stays."""
+    changes: dict[str, Any] = {}
+    if endpoint is not None:
+        changes["endpoint"] = endpoint
+    if public_key is not None:
+        changes["public_key"] = _public_key_arg(public_key)
+    if api_key_file is not None:
+        changes["api_key"] = _read_secret(api_key_file)
+    if inbound_key is not None:
+        changes["inbound_key"] = inbound_key
+    try:
+        with transaction(default_sessionmaker()) as session:
+            partner = partners.update_partner(
+                session, get_settings(), cli_principal(), name, country=country, enabled=enabled, **changes
+            )
+            _print_partner(partner)
+    except (partners.PartnerError, partners.PartnerNotFound) as exc:
+        raise _fail(str(exc)) from None
+
+
+@partners_app.command("remove")
+def partners_remove(name: str = typer.Argument(..., help="The partner's name.")) -> None:
+    """Remove a partner hotline and revoke the key it calls us with (its referrals stay on record)."""
+    try:
+        with transaction(default_sessionmaker()) as session:
+            partners.remove_partner(session, cli_principal(), name)
+    except partners.PartnerNotFound as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"removed {name}")
+
+
+@referrals_app.command("ls")
+def referrals_ls(
+    direction: str | None = typer.Option(None, help="out (ours) or in (partners')."),
+    state: str | None = typer.Option(
+        None, help="pending, failed, received, assessed, actioned, removed, closed, exported."
+    ),
+    limit: int = typer.Option(50, help="How many, newest first."),
+) -> None:
+    """Referrals, newest first."""
+    with default_sessionmaker(writes=False)() as session:
+        table = Table("uid", "created", "dir", "kind", "partner", "case", "state", "attempts", "last error")
+        for referral, partner, case in referrals.list_referrals(session, direction=direction, state=state, limit=limit):
+            table.add_row(
+                referral.uid,
+                f"{referral.created_at:%Y-%m-%d %H:%M}",
+                referral.direction,
+                referral.kind,
+                partner.name if partner else "",
+                case.reference if case else "",
+                referral.state,
+                str(referral.attempts),
+                referral.last_error[:80],
+            )
+    out.print(table)
+
+
+@referrals_app.command("show")
+def referrals_show(uid: str = typer.Argument(..., help="The referral's uid.")) -> None:
+    """One referral: its state, and the signed document as JSON."""
+    with default_sessionmaker(writes=False)() as session:
+        referral = referrals.get_referral(session, uid)
+        if referral is None:
+            raise _fail(f"no referral {uid!r}")
+        line = {
+            "uid": referral.uid,
+            "direction": referral.direction,
+            "kind": referral.kind,
+            "state": referral.state,
+            "remote_id": referral.remote_id,
+            "attempts": referral.attempts,
+            "last_error": referral.last_error,
+            "document": referral.document,
+            "signature": referral.signature,
+        }
+    print(json.dumps(line, indent=2, ensure_ascii=False))
+
+
+@referrals_app.command("send")
+def referrals_send(
+    case: str = typer.Argument(..., help="A case reference (C-…)."),
+    country: str = typer.Option(..., help="Refer it to the partner hotline of this country."),
+) -> None:
+    """Refer a case by hand (when tracing could not say where it is hosted); the worker delivers it."""
+    settings = get_settings()
+    try:
+        with transaction(default_sessionmaker()) as session:
+            found = session.scalar(select(Case).where(Case.reference == case.strip().upper()))
+            if found is None:
+                raise referrals.ReferralError(f"no case {case!r}")
+            referral = referrals.refer(session, settings, cli_principal(), found, country)
+            line = {"uid": referral.uid, "state": referral.state, "last_error": referral.last_error}
+    except referrals.ReferralError as exc:
+        raise _fail(str(exc)) from None
+    print(json.dumps(line))
+
+
+@referrals_app.command("retry")
+def referrals_retry(uid: str = typer.Argument(..., help="The referral's uid.")) -> None:
+    """Send a referral (or its status update) again, with a fresh budget of attempts."""
+    try:
+        with transaction(default_sessionmaker()) as session:
+            referrals.retry(session, cli_principal(), uid)
+    except (LookupError, referrals.ReferralError) as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"{uid} queued")
+
+
+@referrals_app.command("sync")
+def referrals_sync() -> None:
+    """Do now what the worker does every minute: route, follow referred cases, queue due deliveries."""
+    report = referrals.sweep(default_sessionmaker(), get_settings())
+    print(json.dumps({"routed": report.routed, "progressed": report.progressed, "queued": len(report.queued)}))
+
+
+@referrals_app.command("export-le")
+def referrals_export_le(
+    cases: list[str] = typer.Argument(..., help="Case references (C-…) or report references (R-…)."),
+    out_dir: Path = typer.Option(..., "--out", help="A new (or empty) folder to write the package into."),
+) -> None:
+    """Write a law-enforcement referral package (JSON + CSV; no media) and record it."""
+    from seawall.hotline import le_export
+
+    try:
+        package = le_export.export(default_sessionmaker(), get_settings(), cli_principal(), cases, out_dir)
+    except le_export.ExportError as exc:
+        raise _fail(str(exc)) from None
+    print(
+        json.dumps(
+            {"package": package.uid, "folder": str(package.folder), "cases": package.cases, "files": package.files}
+        )
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(reports_app, name="reports")
+    app.add_typer(partners_app, name="partners")
+    app.add_typer(referrals_app, name="referrals")

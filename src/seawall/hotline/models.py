@@ -297,6 +297,8 @@ class PartnerHotline(Base):
     api_key_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)  # our key at its instance
     public_key: Mapped[str | None] = mapped_column(Text, nullable=True)  # checks what it signs
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The name of the API key (referrals:write) it uses at our instance: how we know who is calling.
+    inbound_key: Mapped[str | None] = mapped_column(String(120), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -317,10 +319,15 @@ class Referral(Base):
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     signature: Mapped[str] = mapped_column(Text, default="")
     remote_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the other side's id
-    # out: pending, sent, failed, received, actioned, removed; in: received, actioned, removed
+    # hotline out: pending, failed, then what the partner reports: received, assessed, actioned, removed
+    # or closed; in: the same from received on; law_enforcement: exported
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # When the next delivery attempt is due (out: the document; in: a status update); while one is in
+    # flight, the end of its lease. None: nothing to send.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    reported_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # in: the last state sent back
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

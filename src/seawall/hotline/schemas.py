@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -55,3 +56,182 @@ class ReportOut(BaseModel):
     external_id: str | None
     reported_at: datetime
     case: str | None = Field(description="The case reference: reports of one URL share a case.")
+
+
+# ---- referrals: the documents hotlines exchange, and the partner directory ----------------------
+# Documents are validated after their signature is checked; unknown fields are ignored (a newer
+# sender may add some), a different type or version is refused.
+
+_HEX64 = r"^[0-9a-f]{64}$"
+
+
+class Party(BaseModel):
+    """A hotline as a document names it: the key fingerprint is what counts, the name is for people."""
+
+    name: str | None = Field(None, max_length=200)
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    key: str | None = Field(None, pattern=_HEX64, description="SHA-256 (hex) of the hotline's Ed25519 public key")
+
+
+class Hosting(BaseModel):
+    address: str | None = Field(None, max_length=64)
+    asn: int | None = None
+    as_name: str | None = Field(None, max_length=200)
+    country: str | None = Field(None, max_length=2)
+    behind_cdn: bool = False
+
+
+class CaptureFacts(BaseModel):
+    at: datetime | None = None
+    final_url: str | None = Field(None, max_length=2048)
+    http_status: int | None = None
+    address: str | None = Field(None, max_length=64)
+
+
+class Classification(BaseModel):
+    """An assessment in our own terms, and in the other schemes partners speak (``schemes``)."""
+
+    outcome: str = Field(max_length=16)
+    category: str | None = Field(None, max_length=1)
+    age_band: str | None = Field(None, max_length=8)
+    sex: str | None = Field(None, max_length=16)
+    children: int | None = None
+    flags: list[Annotated[str, Field(max_length=32)]] = Field(default_factory=list, max_length=20)
+    site_type: str | None = Field(None, max_length=32)
+    state: str = Field(max_length=16, description="submitted, confirmed (by QA) …")
+    assessed_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    schemes: dict[str, Any] = Field(default_factory=dict, description="industry, interpol, project_vic …")
+
+
+class ItemFacts(BaseModel):
+    md5: str = Field(pattern=r"^[0-9a-f]{32}$")
+    sha1: str = Field(pattern=r"^[0-9a-f]{40}$")
+    sha256: str = Field(pattern=_HEX64)
+    pdq: str | None = Field(None, pattern=_HEX64)
+    media: str = Field(max_length=16)
+    mime: str = Field("", max_length=100)
+    size: int = 0
+    classification: Classification | None = None
+
+
+class CaseFacts(BaseModel):
+    reference: str = Field(max_length=40)
+    opened_at: datetime | None = None
+
+
+class Timeline(BaseModel):
+    reported_at: datetime | None = None
+    captured_at: datetime | None = None
+    assessed_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    referred_at: datetime | None = None
+
+
+class ReferralDocument(BaseModel):
+    """A case referred to the hotline of the hosting country: the URL, hashes and classification —
+    never media."""
+
+    type: Literal["seawall.referral"]
+    version: Literal[1]
+    uid: str = Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+    created_at: datetime
+    sender: Party
+    recipient: Party
+    url: str | None = Field(None, max_length=2048)
+    case: CaseFacts
+    hosting: Hosting | None = None
+    capture: CaptureFacts | None = None
+    classification: Classification | None = None
+    items: list[ItemFacts] = Field(default_factory=list, max_length=1000)
+    timeline: Timeline = Field(default_factory=Timeline)
+
+
+REFERRAL_STATUSES = ("received", "assessed", "actioned", "removed", "closed")
+
+
+class StatusDocument(BaseModel):
+    """What became of a referral at the hotline that received it."""
+
+    type: Literal["seawall.referral_status"]
+    version: Literal[1]
+    referral: str = Field(max_length=64, description="the referring hotline's uid of the referral")
+    reference: str | None = Field(None, max_length=64, description="the receiving hotline's report reference")
+    status: Literal["received", "assessed", "actioned", "removed", "closed"]
+    at: datetime
+    sender: Party
+    recipient: Party
+
+
+class SignedDocument(BaseModel):
+    """What travels: a document and the Ed25519 signature (base64) of its canonical JSON."""
+
+    document: dict[str, Any]
+    signature: str = Field(max_length=200)
+
+
+class ReferralAccepted(BaseModel):
+    reference: str = Field(description="The report this referral became in the receiving hotline's queue.")
+    status: str
+
+
+class ReferralStatusOut(BaseModel):
+    referral: str
+    state: str
+
+
+class ReferralOut(BaseModel):
+    uid: str
+    direction: str
+    kind: str
+    partner: str | None
+    case: str | None
+    state: str
+    remote_id: str | None
+    attempts: int
+    last_error: str
+    created_at: datetime
+    sent_at: datetime | None
+    updated_at: datetime
+
+
+class PartnerCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    country: str = Field(min_length=2, max_length=2)
+    endpoint: str | None = Field(None, max_length=2048, description="The partner Seawall's base URL.")
+    public_key: str | None = Field(None, max_length=2000, description="ed25519:<base64> or PEM.")
+    api_key: str | None = Field(None, max_length=400, description="Our API key at the partner's instance.")
+    inbound_key: str | None = Field(None, max_length=120, description="An existing key of ours it calls us with.")
+    issue_key: bool = Field(True, description="Without inbound_key: issue it a key (referrals:write), shown once.")
+
+
+class PartnerUpdate(BaseModel):
+    """Only the fields sent change; null clears endpoint, keys."""
+
+    country: str | None = Field(None, min_length=2, max_length=2)
+    endpoint: str | None = Field(None, max_length=2048)
+    public_key: str | None = Field(None, max_length=2000)
+    api_key: str | None = Field(None, max_length=400)
+    inbound_key: str | None = Field(None, max_length=120)
+    enabled: bool | None = None
+
+
+class PartnerOut(BaseModel):
+    name: str
+    country: str
+    endpoint: str | None
+    public_key: str | None
+    fingerprint: str | None
+    has_api_key: bool
+    inbound_key: str | None
+    enabled: bool
+    created_at: datetime
+
+
+class PartnerCreated(PartnerOut):
+    issued_key: str | None = Field(description="The key issued to the partner, shown once: give it to them.")
+
+
+class PublicKeyOut(BaseModel):
+    public_key: str
+    fingerprint: str
