@@ -350,6 +350,9 @@ ROUTES: list[Route] = [
     ),
     Route("GET", "/v1/reports/{reference}", "reports:write", _url("/v1/reports/R-00000-00000")),
     Route("GET", "/c/content_type", "lists:read", _url("/c/content_type")),
+    # the hotline: tracing (the abuse-contact directory)
+    Route("GET", "/v1/hosts", "admin", _url("/v1/hosts")),
+    Route("GET", "/v1/hosts/{host_id}", "admin", _url("/v1/hosts/1")),
 ]
 
 

@@ -1,16 +1,18 @@
-"""Routes of the hotline API under /v1: reports (intake)."""
+"""Routes of the hotline API under /v1: reports (intake); hosts (tracing)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.hotline import intake
-from seawall.hotline.models import Case
+from seawall.hotline import intake, tracing
+from seawall.hotline.models import Case, Host
 from seawall.hotline.schemas import (
+    HostList,
+    HostOut,
     ReportBatch,
     ReportBatchItem,
     ReportBatchOut,
@@ -102,3 +104,26 @@ def show_report(
         reported_at=row.reported_at,
         case=case.reference if case is not None else None,
     )
+
+
+# ---- tracing: the abuse-contact directory (admin) ----
+
+
+@router.get("/hosts", response_model=HostList, summary="The abuse-contact directory and cached RDAP answers")
+def list_hosts(
+    source: str | None = Query(None, pattern="^(import|rdap|manual)$"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("admin")),
+) -> HostList:
+    hosts = tracing.list_hosts(db, source=source, limit=limit, offset=offset)
+    return HostList(hosts=[HostOut.model_validate(h, from_attributes=True) for h in hosts])
+
+
+@router.get("/hosts/{host_id}", response_model=HostOut, summary="One abuse contact")
+def show_host(host_id: int, db: Session = Depends(get_db), principal: Principal = Depends(require("admin"))) -> HostOut:
+    host = db.get(Host, host_id)
+    if host is None:
+        raise HTTPException(404, f"no host {host_id}")
+    return HostOut.model_validate(host, from_attributes=True)

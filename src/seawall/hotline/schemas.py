@@ -55,3 +55,26 @@ class ReportOut(BaseModel):
     external_id: str | None
     reported_at: datetime
     case: str | None = Field(description="The case reference: reports of one URL share a case.")
+
+
+# ---- tracing: the abuse-contact directory ----
+
+
+class HostOut(BaseModel):
+    """An abuse contact: imported into the directory (by AS, domain or both), or an RDAP answer
+    cached for a network."""
+
+    id: int
+    asn: int | None
+    domain: str | None
+    network: str | None = Field(description="An RDAP answer's network (source rdap).")
+    name: str
+    abuse_email: str | None
+    api_endpoint: str | None
+    language: str
+    source: str = Field(description="import, rdap or manual")
+    updated_at: datetime
+
+
+class HostList(BaseModel):
+    hosts: list[HostOut]
