@@ -18,6 +18,25 @@ def _default_home() -> Path:
     return Path.cwd() / "var"
 
 
+# Tracing: well-known CDN and reverse-proxy networks, which mostly front other people's servers.
+DEFAULT_CDN_ASNS = (
+    13335,  # Cloudflare
+    209242,  # Cloudflare (London)
+    54113,  # Fastly
+    20940,  # Akamai International
+    16625,  # Akamai Technologies
+    32787,  # Akamai (Prolexic)
+    19551,  # Imperva Incapsula
+    30148,  # Sucuri
+    57724,  # DDoS-Guard
+    15133,  # Edgecast
+    22822,  # Limelight (Edgio)
+    60068,  # CDN77
+    200325,  # Bunny CDN
+    33438,  # StackPath (Highwinds)
+)
+
+
 class Settings(BaseSettings):
     """Every setting Seawall reads. Each field is ``SEAWALL_<NAME>`` in the environment."""
 
@@ -122,6 +141,25 @@ class Settings(BaseSettings):
     referral_sweep_cron: str = Field(
         "* * * * *", description="When the worker re-queues due deliveries and sends referred cases' status."
     )
+    # hotline: tracing (where content is hosted, who to tell); offline unless RDAP is turned on
+    trace_mmdb_country: Path | None = Field(
+        None, description="MaxMind-format .mmdb giving an address's country (GeoLite2/DB-IP Country, or combined)."
+    )
+    trace_mmdb_asn: Path | None = Field(
+        None, description="MaxMind-format .mmdb giving an address's AS number and name (GeoLite2/DB-IP ASN)."
+    )
+    trace_cidr_file: Path | None = Field(
+        None, description="CSV of CIDR ranges, cidr,asn,as_name,country; wins over the .mmdb files where it speaks."
+    )
+    trace_cdn_asns: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_CDN_ASNS),
+        description="AS numbers of CDNs and reverse proxies: an address in them is flagged as not the real host.",
+    )
+    trace_rdap: bool = Field(False, description="Look up abuse contacts over RDAP when the directory has none.")
+    trace_rdap_bootstrap: Path | None = Field(
+        None, description="Folder with IANA's RDAP bootstrap files ipv4.json and ipv6.json (needed for RDAP)."
+    )
+    trace_rdap_cache_days: float = Field(30.0, description="How long an RDAP answer is kept before asking again.")
 
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")

@@ -365,6 +365,9 @@ ROUTES: list[Route] = [
     Route("PATCH", "/v1/partners/{name}", "admin", _url("/v1/partners/no-such-partner", json={"enabled": False})),
     Route("DELETE", "/v1/partners/{name}", "admin", _url("/v1/partners/no-such-partner")),
     Route("GET", "/c/content_type", "lists:read", _url("/c/content_type")),
+    # the hotline: tracing (the abuse-contact directory)
+    Route("GET", "/v1/hosts", "admin", _url("/v1/hosts")),
+    Route("GET", "/v1/hosts/{host_id}", "admin", _url("/v1/hosts/1")),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Routes of the hotline API under /v1: reports (intake); referrals and partner hotlines."""
+"""Routes of the hotline API under /v1: reports (intake), hosts (tracing), referrals and partner hotlines."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from sqlalchemy.orm import Session
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.hotline import intake, partners, referrals, signing
-from seawall.hotline.models import Case
+from seawall.hotline import intake, partners, referrals, signing, tracing
+from seawall.hotline.models import Case, Host
 from seawall.hotline.schemas import (
+    HostList,
+    HostOut,
     PartnerCreate,
     PartnerCreated,
     PartnerOut,
@@ -264,3 +266,26 @@ def remove_partner(
     out = PartnerOut(**partners.describe(partner))
     db.commit()
     return out
+
+
+# ---- tracing: the abuse-contact directory (admin) ----
+
+
+@router.get("/hosts", response_model=HostList, summary="The abuse-contact directory and cached RDAP answers")
+def list_hosts(
+    source: str | None = Query(None, pattern="^(import|rdap|manual)$"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("admin")),
+) -> HostList:
+    hosts = tracing.list_hosts(db, source=source, limit=limit, offset=offset)
+    return HostList(hosts=[HostOut.model_validate(h, from_attributes=True) for h in hosts])
+
+
+@router.get("/hosts/{host_id}", response_model=HostOut, summary="One abuse contact")
+def show_host(host_id: int, db: Session = Depends(get_db), principal: Principal = Depends(require("admin"))) -> HostOut:
+    host = db.get(Host, host_id)
+    if host is None:
+        raise HTTPException(404, f"no host {host_id}")
+    return HostOut.model_validate(host, from_attributes=True)

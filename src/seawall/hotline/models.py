@@ -14,12 +14,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from seawall.db import Base, UTCDateTime, utcnow
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
+# Byte order, whatever the database's locale: hex text compared as addresses.
+HexAddress = String(32).with_variant(String(32, collation="C"), "postgresql")
 
 # Where a report came from (every report records one).
 CHANNELS = ("public", "partner", "match", "proactive", "self_report", "import", "referral")
@@ -245,7 +247,25 @@ class Host(Base):
     """The hotline's abuse-contact directory: who hosts an AS or a domain, and how to reach them."""
 
     __tablename__ = "hotline_hosts"
-    __table_args__ = (UniqueConstraint("asn", "domain", name="uq_hotline_hosts_asn_domain"),)
+    __table_args__ = (
+        UniqueConstraint("asn", "domain", name="uq_hotline_hosts_asn_domain"),
+        # A directory entry for an AS alone, or a domain alone, exists once too (NULLs are never equal).
+        Index(
+            "uq_hotline_hosts_asn_only",
+            "asn",
+            unique=True,
+            sqlite_where=text("domain IS NULL AND source != 'rdap'"),
+            postgresql_where=text("domain IS NULL AND source != 'rdap'"),
+        ),
+        Index(
+            "uq_hotline_hosts_domain_only",
+            "domain",
+            unique=True,
+            sqlite_where=text("asn IS NULL AND source != 'rdap'"),
+            postgresql_where=text("asn IS NULL AND source != 'rdap'"),
+        ),
+        UniqueConstraint("range_start", "range_end", name="uq_hotline_hosts_range"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     asn: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -256,6 +276,12 @@ class Host(Base):
     language: Mapped[str] = mapped_column(String(8), default="en")
     source: Mapped[str] = mapped_column(String(16), default="import")  # import, rdap, manual
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # An RDAP answer is cached for the network it named (source "rdap", no asn or domain): that
+    # network as written, and its first and last addresses as 32 hex digits of IPv6 (IPv4 mapped),
+    # which compare in address order as text.
+    network: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    range_start: Mapped[str | None] = mapped_column(HexAddress, nullable=True)
+    range_end: Mapped[str | None] = mapped_column(HexAddress, nullable=True)
 
 
 class Notice(Base):

@@ -235,3 +235,26 @@ class PartnerCreated(PartnerOut):
 class PublicKeyOut(BaseModel):
     public_key: str
     fingerprint: str
+
+
+# ---- tracing: the abuse-contact directory ----
+
+
+class HostOut(BaseModel):
+    """An abuse contact: imported into the directory (by AS, domain or both), or an RDAP answer
+    cached for a network."""
+
+    id: int
+    asn: int | None
+    domain: str | None
+    network: str | None = Field(description="An RDAP answer's network (source rdap).")
+    name: str
+    abuse_email: str | None
+    api_endpoint: str | None
+    language: str
+    source: str = Field(description="import, rdap or manual")
+    updated_at: datetime
+
+
+class HostList(BaseModel):
+    hosts: list[HostOut]
