@@ -82,6 +82,20 @@ class Settings(BaseSettings):
     public_report_limit: int = Field(10, description="Reports one client may send through /report per hour.")
     public_status_limit: int = Field(30, description="Status look-ups one client may make per hour.")
 
+    # hotline: assessment and QA
+    hotline_qa_confirmations: int = Field(
+        1, ge=1, le=5, description="QA confirmations, each by another senior analyst, that make an assessment final."
+    )
+    hotline_audit_share: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of confirmed assessments sampled for the QA audit (0 to 1)."
+    )
+    hotline_hash_list: str = Field(
+        "hotline-hashes", description="The hash list confirmed CSAM items' hashes go to (created on first use)."
+    )
+    hotline_url_list: str = Field(
+        "hotline-urls", description="The URL list confirmed CSAM URLs go to (created on first use)."
+    )
+
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest media file, in bytes, that is read.")
