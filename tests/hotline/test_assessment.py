@@ -30,6 +30,7 @@ from seawall.db import make_sessionmaker
 from seawall.hotline import assessment, capture, classification, intake, notices, referrals
 from seawall.hotline.models import Assessment, Capture, Case, CaseItem, Item, QaDecision, Report
 from seawall.lists.models import Entry, HashList
+from seawall.matching.indexes import MatchIndexes
 from seawall.media.synthetic import benign_image
 from seawall.signals.hashing import hash_file
 from seawall.web.csrf import SESSION_COOKIE
@@ -569,7 +570,7 @@ def test_concurrent_saves_of_one_item_the_second_is_refused(
 
 
 def test_confirmation_passes_the_assessment_to_near_identical_waiting_items(
-    client: TestClient, db: Session, settings: Settings, tmp_path: Path
+    client: TestClient, engine: Engine, db: Session, settings: Settings, tmp_path: Path
 ) -> None:
     original = _item(db, _picture(tmp_path, 1))
     near = _item(db, _picture(tmp_path, 1, brighter=1.05))
@@ -616,7 +617,15 @@ def test_confirmation_passes_the_assessment_to_near_identical_waiting_items(
 
     # A picture captured later: inherits on arrival (what capture calls for each new item).
     later = _item(db, _picture(tmp_path, 1, brighter=0.96))
-    assert assessment.find_inheritable(db, later, settings=settings) is not None
+    assert assessment.find_inheritable(db, later, settings=settings) == db.get(Assessment, row.id)
+    # A worker that matches what it captures searches the hotline list's index instead of scanning.
+    indexes = MatchIndexes(make_sessionmaker(engine, writes=False))
+    try:
+        indexes.refresh()
+        assert assessment.find_inheritable(db, later, settings=settings, indexes=indexes) == db.get(Assessment, row.id)
+        assert assessment.find_inheritable(db, unrelated, settings=settings, indexes=indexes) is None
+    finally:
+        indexes.stop()
     got = assessment.inherit_if_known(db, settings, SYSTEM, later)
     db.commit()
     assert got is not None and got.inherited_from == row.id and db.get(Item, later.id).state == "inherited"  # type: ignore[union-attr]

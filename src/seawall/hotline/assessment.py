@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+import numpy as np
+from sqlalchemy import ColumnElement, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -59,6 +60,8 @@ from seawall.hotline.models import (
 from seawall.lists import service as lists_service
 from seawall.lists.models import Entry, HashList
 from seawall.lists.records import URL_LEVELS, EntryRecord
+from seawall.matching.indexes import MatchIndexes
+from seawall.signals.pdq import LOW_QUALITY_THRESHOLD, hamming, is_low_quality
 
 log = logging.getLogger(__name__)
 
@@ -666,8 +669,6 @@ def _pdq_threshold(session: Session, settings: Settings) -> int:
 
 
 def _quality_ok(quality: int | None, settings: Settings) -> bool:
-    from seawall.signals.pdq import is_low_quality
-
     return settings.match_low_quality or quality is None or not is_low_quality(quality)
 
 
@@ -676,13 +677,88 @@ def _usable_pdq(item: Item, settings: Settings) -> str | None:
     return item.pdq if item.pdq is not None and _quality_ok(item.pdq_quality, settings) else None
 
 
-def _distance(a: str, b: str) -> int:
-    from seawall.signals.pdq import hamming
+def _usable_quality(settings: Settings) -> ColumnElement[bool]:
+    """The same test in SQL."""
+    if settings.match_low_quality:
+        return true()
+    return or_(Item.pdq_quality.is_(None), Item.pdq_quality >= LOW_QUALITY_THRESHOLD)
 
+
+def _distance(a: str, b: str) -> int:
     return hamming(bytes.fromhex(a), bytes.fromhex(b))
 
 
-def find_inheritable(session: Session, item: Item, *, settings: Settings | None = None) -> Assessment | None:
+def _distances(pdq: str, others: Sequence[str]) -> np.ndarray:
+    """Hamming distances from one PDQ hash to many, in one pass."""
+    if not others:
+        return np.empty(0, dtype=np.int64)
+    codes = np.frombuffer(bytes.fromhex("".join(others)), dtype=np.uint8).reshape(len(others), -1)
+    query = np.frombuffer(bytes.fromhex(pdq), dtype=np.uint8)
+    return np.unpackbits(codes ^ query, axis=1).sum(axis=1, dtype=np.int64)
+
+
+def _inheritable_sources(settings: Settings) -> tuple[ColumnElement[bool], ...]:
+    """Items whose own, analyst-made assessment is confirmed csam (never an heir's copy)."""
+    return (
+        Item.pdq.is_not(None),
+        _usable_quality(settings),
+        Assessment.subject == "item",
+        Assessment.state == "confirmed",
+        Assessment.outcome == "csam",
+        Assessment.inherited_from.is_(None),
+    )
+
+
+def _near_by_scan(session: Session, settings: Settings, item: Item, pdq: str, threshold: int) -> list[tuple[int, int]]:
+    """(distance, assessment id) of every source within ``threshold``: one vectorised pass over them."""
+    rows = (
+        session.connection()
+        .execute(
+            select(Item.pdq, Assessment.id)
+            .join(Assessment, Assessment.id == Item.assessment_id)
+            .where(Item.id != item.id, *_inheritable_sources(settings))
+        )
+        .all()
+    )
+    distances = _distances(pdq, [str(r[0]) for r in rows])  # never NULL: filtered in the query
+    return [(int(distances[i]), int(rows[i][1])) for i in np.nonzero(distances <= threshold)[0].tolist()]
+
+
+def _near_by_index(
+    session: Session, settings: Settings, indexes: MatchIndexes, item: Item, pdq: str
+) -> list[tuple[int, int]]:
+    """The same from the matcher's index of the hotline hash list, which holds exactly the sources'
+    PDQ hashes (entries ``hotline-item:<id>``), at the list's own threshold."""
+    from seawall.matching import service as matching
+
+    query = matching.Query(signals={"pdq": [pdq]}, pdq_quality=item.pdq_quality)
+    hits = matching.find_hits(None, indexes, query, settings, lists=[settings.hotline_hash_list])
+    nearest: dict[int, int] = {}
+    for hit in hits:
+        if hit.signal_type == "pdq":
+            nearest[hit.entry_id] = min(hit.distance, nearest.get(hit.entry_id, hit.distance))
+    if not nearest:
+        return []
+    owners: dict[int, int] = {}
+    for entry_id, external_id in session.execute(
+        select(Entry.id, Entry.external_id).where(Entry.id.in_(list(nearest)), Entry.status == "active")
+    ):
+        prefix, _, number = external_id.partition(":")
+        if prefix == "hotline-item" and number.isdigit():
+            owners[int(number)] = min(nearest[entry_id], owners.get(int(number), nearest[entry_id]))
+    if not owners:
+        return []
+    rows = session.execute(
+        select(Item.id, Assessment.id)
+        .join(Assessment, Assessment.id == Item.assessment_id)
+        .where(Item.id.in_(list(owners)), Item.id != item.id, *_inheritable_sources(settings))
+    ).all()
+    return [(owners[item_id], assessment_id) for item_id, assessment_id in rows]
+
+
+def find_inheritable(
+    session: Session, item: Item, *, settings: Settings | None = None, indexes: MatchIndexes | None = None
+) -> Assessment | None:
     """The confirmed ``csam`` assessment an item inherits, or None (it goes to an analyst).
 
     The same content (SHA-256) is the same item row, assessed once. Another item with the same MD5 or
@@ -690,7 +766,10 @@ def find_inheritable(session: Session, item: Item, *, settings: Settings | None 
     near-identical picture (PDQ within the hotline hash list's threshold, both hashes of usable
     quality) inherits the nearest analyst-confirmed ``csam`` assessment: only those, so that a
     picture crafted to sit near a benign one is still seen by an analyst, and only assessments an
-    analyst made, so that chains of near matches never drift beyond the threshold."""
+    analyst made, so that chains of near matches never drift beyond the threshold.
+
+    ``indexes``: a process's match indexes (a worker that matches what it captures has them): the
+    search uses the hotline hash list's index instead of scanning every confirmed item."""
     settings = settings or get_settings()
     clash = session.scalar(
         select(Item.id)
@@ -703,28 +782,11 @@ def find_inheritable(session: Session, item: Item, *, settings: Settings | None 
     pdq = _usable_pdq(item, settings)
     if pdq is None:
         return None
-    threshold = _pdq_threshold(session, settings)
-    best: tuple[int, int] | None = None  # (distance, assessment id); columns only: this scans every source
-    rows = session.execute(
-        select(Item.pdq, Item.pdq_quality, Assessment.id)
-        .join(Assessment, Assessment.id == Item.assessment_id)
-        .where(
-            Item.id != item.id,
-            Item.pdq.is_not(None),
-            Assessment.subject == "item",
-            Assessment.state == "confirmed",
-            Assessment.outcome == "csam",
-            Assessment.inherited_from.is_(None),
-        )
-    ).all()
-    mine = int(pdq, 16)
-    for theirs, quality, assessment_id in rows:
-        if theirs is None or not _quality_ok(quality, settings):
-            continue
-        distance = (mine ^ int(theirs, 16)).bit_count()
-        if distance <= threshold and (best is None or (distance, assessment_id) < best):
-            best = (distance, assessment_id)
-    return session.get(Assessment, best[1]) if best is not None else None
+    if indexes is not None:
+        found = _near_by_index(session, settings, indexes, item, pdq)
+    else:
+        found = _near_by_scan(session, settings, item, pdq, _pdq_threshold(session, settings))
+    return session.get(Assessment, min(found)[1]) if found else None
 
 
 def _inherit(session: Session, item: Item, source: Assessment, events: _Events, *, claimed: bool = False) -> Assessment:
@@ -764,12 +826,14 @@ def _inherit(session: Session, item: Item, source: Assessment, events: _Events, 
     return row
 
 
-def inherit_if_known(session: Session, settings: Settings, actor: Principal, item: Item) -> Assessment | None:
+def inherit_if_known(
+    session: Session, settings: Settings, actor: Principal, item: Item, *, indexes: MatchIndexes | None = None
+) -> Assessment | None:
     """For a newly captured item (after it is linked to its case): inherit a known assessment, so the
     item is never queued for an analyst, and update its cases. None: it waits for an analyst."""
     if item.assessment_id is not None:
         return None
-    source = find_inheritable(session, item, settings=settings)
+    source = find_inheritable(session, item, settings=settings, indexes=indexes)
     if source is None:
         return None
     events = _Events()
@@ -788,16 +852,25 @@ def _pass_on(
     if source_pdq is None:
         return []
     threshold = _pdq_threshold(session, settings)
-    source_bits = int(source_pdq, 16)
-    waiting = session.execute(
-        select(Item.id, Item.pdq, Item.pdq_quality, Item.md5, Item.sha1, Item.sha256)
-        .where(Item.state == "to_grade", Item.assessment_id.is_(None), Item.pdq.is_not(None), Item.id != source_item.id)
-        .order_by(Item.id)
-    ).all()
+    waiting = (
+        session.connection()
+        .execute(
+            select(Item.id, Item.pdq, Item.md5, Item.sha1, Item.sha256)
+            .where(
+                Item.state == "to_grade",
+                Item.assessment_id.is_(None),
+                Item.pdq.is_not(None),
+                _usable_quality(settings),
+                Item.id != source_item.id,
+            )
+            .order_by(Item.id)
+        )
+        .all()
+    )
+    distances = _distances(source_pdq, [str(row[1]) for row in waiting])  # never NULL: filtered in the query
     done: list[Item] = []
-    for item_id, pdq, quality, md5, sha1, sha256 in waiting:
-        if pdq is None or not _quality_ok(quality, settings) or (source_bits ^ int(pdq, 16)).bit_count() > threshold:
-            continue
+    for index in np.nonzero(distances <= threshold)[0].tolist():
+        item_id, _pdq, md5, sha1, sha256 = waiting[index]
         if sha256 != source_item.sha256 and (md5 == source_item.md5 or sha1 == source_item.sha1):
             continue  # a made collision (see find_inheritable)
         # Claim it only if it is still waiting (an analyst may be saving it this moment).
