@@ -566,6 +566,45 @@ def test_concurrent_saves_of_one_item_the_second_is_refused(
     ]
 
 
+def test_two_items_of_one_case_saved_at_once_both_count_in_the_url_assessment(
+    engine: Engine, db: Session, settings: Settings, tmp_path: Path
+) -> None:
+    one, two = _item(db, _picture(tmp_path, 1)), _item(db, _picture(tmp_path, 2))
+    case = _case(db, settings, "https://pics.example/both", [one, two])
+    factory = make_sessionmaker(engine)
+    first = factory()
+    assessment.assess_item(
+        first,
+        settings,
+        ALICE,
+        one.id,
+        1,
+        assessment.AssessmentIn(outcome="csam", category="A", age_band="3-6", sex="girl"),
+    )
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        with factory() as session:
+            try:
+                data = assessment.AssessmentIn(outcome="csam", category="C", age_band="16-17", sex="boy")
+                assessment.assess_item(session, settings, BOB, two.id, 1, data)
+                session.commit()
+            except BaseException as exc:  # reported below, in the test's thread
+                failed.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(0.3)  # it reads the case's items while the first save is not committed (if it started)
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert failed == []
+    db.expire_all()
+    derived = assessment.current_case_assessment(db, db.get(Case, case.id))  # type: ignore[arg-type]
+    assert derived is not None
+    assert (derived.category, derived.age_band, derived.sex) == ("A", "3-6", "both")  # both items counted
+
+
 # ---- inheritance ----------------------------------------------------------------------------------
 
 

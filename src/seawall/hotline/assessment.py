@@ -595,6 +595,12 @@ def _derive_case(
 ) -> Assessment | None:
     """The case's derived assessment from its items now: a new one when the findings changed (or
     the analyst asked for it), none when no item is assessed any more."""
+    if not explicit:
+        # Read the items only once the case is ours: an analyst saving another of its items at the
+        # same time would otherwise derive from what it read before this save committed.
+        session.execute(
+            select(Case).where(Case.id == case.id).with_for_update().execution_options(populate_existing=True)
+        )
     current = current_case_assessment(session, case)
     contributing = _item_assessments(session, case)
     values = derive(contributing)
