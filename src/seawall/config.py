@@ -160,6 +160,19 @@ class Settings(BaseSettings):
         None, description="Folder with IANA's RDAP bootstrap files ipv4.json and ipv6.json (needed for RDAP)."
     )
     trace_rdap_cache_days: float = Field(30.0, description="How long an RDAP answer is kept before asking again.")
+    # hotline: assessment and QA
+    hotline_qa_confirmations: int = Field(
+        1, ge=1, le=5, description="QA confirmations, each by another senior analyst, that make an assessment final."
+    )
+    hotline_audit_share: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of confirmed assessments sampled for the QA audit (0 to 1)."
+    )
+    hotline_hash_list: str = Field(
+        "hotline-hashes", description="The hash list confirmed CSAM items' hashes go to (created on first use)."
+    )
+    hotline_url_list: str = Field(
+        "hotline-urls", description="The URL list confirmed CSAM URLs go to (created on first use)."
+    )
 
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")

@@ -364,6 +364,33 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/partners/{name}", "admin", _url("/v1/partners/no-such-partner")),
     Route("PATCH", "/v1/partners/{name}", "admin", _url("/v1/partners/no-such-partner", json={"enabled": False})),
     Route("DELETE", "/v1/partners/{name}", "admin", _url("/v1/partners/no-such-partner")),
+    # the hotline: assessment and QA
+    Route(
+        "POST",
+        "/v1/items/{item_id}/assessment",
+        "review",
+        _url("/v1/items/999999/assessment", json={"version": 1, "outcome": "not_csam"}),
+    ),
+    Route(
+        "POST",
+        "/v1/cases/{reference}/assessment",
+        "review",
+        _url("/v1/cases/C-00000-00000/assessment", json={"version": 1, "outcome": "not_csam"}),
+    ),
+    Route(
+        "POST",
+        "/v1/reports/{reference}/assessment",
+        "review",
+        _url("/v1/reports/R-00000-00000/assessment", json={"version": 1, "outcome": "not_csam"}),
+    ),
+    Route(
+        "POST",
+        "/v1/assessments/{assessment_id}/qa",
+        "qa",
+        _url("/v1/assessments/999999/qa", json={"decision": "confirm"}),
+    ),
+    Route("GET", "/v1/cases/{reference}", "reports:read", _url("/v1/cases/C-00000-00000")),
+    Route("GET", "/v1/assessments", "reports:read", _url("/v1/assessments", params={"state": "submitted"})),
     Route("GET", "/c/content_type", "lists:read", _url("/c/content_type")),
     # the hotline: tracing (the abuse-contact directory)
     Route("GET", "/v1/hosts", "admin", _url("/v1/hosts")),

@@ -1,4 +1,5 @@
-"""Routes of the hotline API under /v1: reports (intake), hosts (tracing), referrals and partner hotlines."""
+"""Routes of the hotline API under /v1: reports (intake), hosts (tracing), assessment and QA, referrals
+and partner hotlines."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from sqlalchemy.orm import Session
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.hotline import intake, partners, referrals, signing, tracing
-from seawall.hotline.models import Case, Host
+from seawall.hotline import assessment, classification, intake, partners, referrals, signing, tracing
+from seawall.hotline.models import ASSESSMENT_STATES, Assessment, Case, Host, QaDecision
 from seawall.hotline.schemas import (
+    AssessmentCreate,
+    AssessmentOut,
+    AssessmentSaved,
+    CaseItemOut,
+    CaseOut,
+    CaseReportOut,
+    ClassificationOut,
     HostList,
     HostOut,
     PartnerCreate,
@@ -18,6 +26,9 @@ from seawall.hotline.schemas import (
     PartnerOut,
     PartnerUpdate,
     PublicKeyOut,
+    QaCreate,
+    QaOut,
+    QaResultOut,
     ReferralAccepted,
     ReferralOut,
     ReferralStatusOut,
@@ -289,3 +300,254 @@ def show_host(host_id: int, db: Session = Depends(get_db), principal: Principal 
     if host is None:
         raise HTTPException(404, f"no host {host_id}")
     return HostOut.model_validate(host, from_attributes=True)
+
+
+# ---- assessment and QA ----------------------------------------------------------------------
+
+
+def _assessment_error(exc: Exception) -> HTTPException:
+    if isinstance(exc, assessment.NotFound):
+        return HTTPException(404, str(exc))
+    if isinstance(exc, assessment.Conflict):
+        return HTTPException(409, str(exc))
+    if isinstance(exc, assessment.Refused):
+        return HTTPException(403, str(exc))
+    return HTTPException(422, str(exc))
+
+
+_ASSESSMENT_ERRORS = (assessment.AssessmentError, assessment.NotFound, assessment.Conflict, assessment.Refused)
+
+
+def _assessment_out(row: Assessment, qa: list[QaDecision], case_reference: str | None) -> AssessmentOut:
+    mapped = classification.classify(row.outcome, row.category, row.age_band, row.flags or ())
+    return AssessmentOut(
+        id=row.id,
+        subject=row.subject,
+        item_id=row.item_id,
+        case=case_reference,
+        assessor=row.assessor,
+        assessed_at=row.assessed_at,
+        outcome=row.outcome,
+        category=row.category,
+        age_band=row.age_band,
+        sex=row.sex,
+        children=row.children,
+        flags=list(row.flags or ()),
+        site_type=row.site_type,
+        url_level=row.url_level,
+        comment=row.comment,
+        derived=row.derived,
+        inherited_from=row.inherited_from,
+        state=row.state,
+        confirmations=row.confirmations,
+        audit_sample=row.audit_sample,
+        decided_at=row.decided_at,
+        classification=ClassificationOut(**mapped.as_dict()),
+        qa=[QaOut(reviewer=q.reviewer, decision=q.decision, comment=q.comment, decided_at=q.decided_at) for q in qa],
+    )
+
+
+def _one_out(db: Session, row: Assessment) -> AssessmentOut:
+    refs = assessment.case_references(db, [row])
+    return _assessment_out(row, assessment.qa_decisions(db, [row.id]).get(row.id, []), refs.get(row.case_id or 0))
+
+
+def _assessment_in(body: AssessmentCreate) -> assessment.AssessmentIn:
+    return assessment.AssessmentIn(
+        outcome=body.outcome,
+        category=body.category,
+        age_band=body.age_band,
+        sex=body.sex,
+        children=body.children,
+        flags=body.flags,
+        site_type=body.site_type,
+        url_level=body.url_level,
+        comment=body.comment,
+        derive=body.derive,
+    )
+
+
+@router.post("/items/{item_id}/assessment", response_model=AssessmentSaved, status_code=201, summary="Assess an item")
+def assess_item(
+    item_id: int,
+    body: AssessmentCreate,
+    request: Request,
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("review")),
+) -> AssessmentSaved:
+    try:
+        saved = assessment.assess_item(db, _settings(request), principal, item_id, body.version, _assessment_in(body))
+    except _ASSESSMENT_ERRORS as exc:
+        raise _assessment_error(exc) from None
+    db.commit()
+    return AssessmentSaved(assessment=_one_out(db, saved.assessment), version=saved.version)
+
+
+def _assess_case(
+    reference: str, body: AssessmentCreate, request: Request, db: Session, principal: Principal
+) -> AssessmentSaved:
+    try:
+        saved = assessment.assess_case(db, _settings(request), principal, reference, body.version, _assessment_in(body))
+    except _ASSESSMENT_ERRORS as exc:
+        raise _assessment_error(exc) from None
+    db.commit()
+    return AssessmentSaved(assessment=_one_out(db, saved.assessment), version=saved.version)
+
+
+@router.post(
+    "/cases/{reference}/assessment",
+    response_model=AssessmentSaved,
+    status_code=201,
+    summary="Assess a case's URL (override, or derive from its items)",
+)
+def assess_case(
+    reference: str,
+    body: AssessmentCreate,
+    request: Request,
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("review")),
+) -> AssessmentSaved:
+    return _assess_case(reference, body, request, db, principal)
+
+
+@router.post(
+    "/reports/{reference}/assessment",
+    response_model=AssessmentSaved,
+    status_code=201,
+    summary="Assess the case of a report",
+)
+def assess_report(
+    reference: str,
+    body: AssessmentCreate,
+    request: Request,
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("review")),
+) -> AssessmentSaved:
+    """The same as ``/cases/{reference}/assessment``, naming the case by one of its reports."""
+    return _assess_case(reference, body, request, db, principal)
+
+
+@router.post("/assessments/{assessment_id}/qa", response_model=QaResultOut, summary="Confirm or reject an assessment")
+def qa_assessment(
+    assessment_id: int,
+    body: QaCreate,
+    request: Request,
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("qa")),
+) -> QaResultOut:
+    try:
+        done = assessment.qa(db, _settings(request), principal, assessment_id, body.decision, body.comment)
+    except _ASSESSMENT_ERRORS as exc:
+        raise _assessment_error(exc) from None
+    db.commit()
+    return QaResultOut(
+        assessment=_one_out(db, done.assessment),
+        final=done.final,
+        confirmations_needed=done.needed,
+        hash_entries=done.hash_entries,
+        url_entries=done.url_entries,
+        retracted=done.retracted,
+        inherited=done.inherited,
+        dispatched=done.dispatched,
+    )
+
+
+def _readable(principal: Principal) -> None:
+    if not assessment.may_read(principal):
+        raise HTTPException(
+            403, "cases and assessments are for the hotline's people; a partner's key reads its own reports"
+        )
+
+
+@router.get("/cases/{reference}", response_model=CaseOut, summary="A case: reports, items, assessments, QA")
+def show_case(
+    reference: str, db: Session = Depends(get_db), principal: Principal = Depends(require("reports:read"))
+) -> CaseOut:
+    _readable(principal)
+    try:
+        case = assessment.find_case(db, reference)
+    except assessment.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    detail = assessment.case_detail(db, case)
+    outs = {
+        a.id: _assessment_out(a, detail.qa.get(a.id, []), case.reference if a.case_id else None)
+        for a in detail.assessments
+    }
+    return CaseOut(
+        reference=case.reference,
+        kind=case.kind,
+        url=case.url,
+        state=case.state,
+        version=case.version,
+        priority=case.priority,
+        opened_at=case.opened_at,
+        updated_at=case.updated_at,
+        closed_at=case.closed_at,
+        hosting_ip=case.hosting_ip,
+        hosting_asn=case.hosting_asn,
+        hosting_as_name=case.hosting_as_name,
+        hosting_country=case.hosting_country,
+        hosting_behind_cdn=case.hosting_behind_cdn,
+        reports=[
+            CaseReportOut(
+                reference=r.reference,
+                channel=r.channel,
+                reported_at=r.reported_at,
+                content_type=r.content_type,
+                site_type=r.site_type,
+                description=r.description,
+                urgent=r.urgent,
+            )
+            for r in detail.reports
+        ],
+        items=[
+            CaseItemOut(
+                id=i.id,
+                sha256=i.sha256,
+                md5=i.md5,
+                sha1=i.sha1,
+                pdq=i.pdq,
+                pdq_quality=i.pdq_quality,
+                media=i.media,
+                mime=i.mime,
+                size=i.size,
+                state=i.state,
+                version=i.version,
+                assessment_id=i.assessment_id,
+                media_url=ci.media_url,
+                found_as=ci.found_as,
+            )
+            for i, ci in detail.items
+        ],
+        assessment=outs[detail.current.id] if detail.current is not None else None,
+        assessments=list(outs.values()),
+    )
+
+
+@router.get("/assessments", response_model=list[AssessmentOut], summary="Assessments: the QA queue and others")
+def list_assessments(
+    state: str | None = Query(None, description="submitted (the QA queue), confirmed, rejected, superseded"),
+    subject: str | None = Query(None, description="item or case"),
+    assessor: str | None = Query(None, description="As recorded, e.g. user:alice"),
+    mine: bool = Query(False, description="Only the caller's own (e.g. state=rejected: work sent back)"),
+    sample: bool | None = Query(None, description="Only those in (or out of) the QA audit sample"),
+    limit: int = Query(100, ge=1, le=1000),
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("reports:read")),
+) -> list[AssessmentOut]:
+    _readable(principal)
+    if state is not None and state not in ASSESSMENT_STATES:
+        raise HTTPException(422, f"state is one of {', '.join(ASSESSMENT_STATES)}")
+    if subject is not None and subject not in ("item", "case"):
+        raise HTTPException(422, "subject is item or case")
+    rows = assessment.list_assessments(
+        db,
+        state=state,
+        subject=subject,
+        assessor=assessment.who(principal) if mine else assessor,
+        sample=sample,
+        limit=limit,
+    )
+    qa = assessment.qa_decisions(db, [r.id for r in rows])
+    refs = assessment.case_references(db, rows)
+    return [_assessment_out(r, qa.get(r.id, []), refs.get(r.case_id or 0)) for r in rows]

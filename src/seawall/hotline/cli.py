@@ -19,7 +19,7 @@ from seawall.auth.permissions import cli_principal
 from seawall.config import get_settings
 from seawall.db import default_sessionmaker, transaction
 from seawall.hotline import intake, partners, referrals, signing, tracing
-from seawall.hotline.models import Case, Host, PartnerHotline
+from seawall.hotline.models import Assessment, Case, Host, PartnerHotline
 
 reports_app = typer.Typer(help="Hotline reports: create, list, show.", no_args_is_help=True)
 out = Console()
@@ -470,8 +470,70 @@ def hosts_trace(
         _print_host(host)
 
 
+# ---- cases: assessment and QA ---------------------------------------------------------------
+
+cases_app = typer.Typer(help="Hotline cases: what was reported, captured, assessed and checked.", no_args_is_help=True)
+
+
+def _findings(row: Assessment) -> str:
+    from seawall.hotline import classification
+
+    parts = [row.outcome]
+    if row.category:
+        parts.append(f"cat {row.category}")
+    if row.age_band:
+        parts.append(f"age {row.age_band}")
+    if row.sex:
+        parts.append(row.sex)
+    if row.children:
+        parts.append(f"{row.children} {'child' if row.children == 1 else 'children'}")
+    parts.extend(row.flags or ())
+    mapped = classification.classify(row.outcome, row.category, row.age_band, row.flags or ())
+    if mapped.industry:
+        parts.append(f"industry {mapped.industry}")
+    if mapped.interpol:
+        parts.append(f"interpol {mapped.interpol}")
+    return ", ".join(parts)
+
+
+@cases_app.command("show")
+def show_case(reference: str = typer.Argument(..., help="A case reference (C-…) or one of its reports (R-…)")) -> None:
+    """One case: its reports, items, assessments (the one in force marked) and QA decisions."""
+    from seawall.hotline import assessment
+
+    with default_sessionmaker(writes=False)() as session:
+        try:
+            case = assessment.find_case(session, reference)
+        except assessment.NotFound as exc:
+            raise _fail(str(exc)) from None
+        detail = assessment.case_detail(session, case)
+        out.print(f"[bold]{case.reference}[/bold]  {case.state} (version {case.version})  {case.url or '(hashes)'}")
+        if case.hosting_country or case.hosting_ip:
+            cdn = " behind a CDN" if case.hosting_behind_cdn else ""
+            out.print(
+                f"  hosted: {case.hosting_ip or '-'} AS{case.hosting_asn or '-'} {case.hosting_country or '-'}{cdn}"
+            )
+        for report in detail.reports:
+            out.print(f"  report {report.reference}: {report.channel}, {report.reported_at:%Y-%m-%d %H:%M} UTC")
+        items = Table("item", "media", "state", "version", "sha256", "found as")
+        for item, link in detail.items:
+            items.add_row(str(item.id), item.media, item.state, str(item.version), item.sha256[:16], link.found_as)
+        if detail.items:
+            out.print(items)
+        table = Table("id", "subject", "by", "findings", "state", "QA")
+        for row in detail.assessments:
+            subject = f"item {row.item_id}" if row.subject == "item" else "case" + (" (derived)" if row.derived else "")
+            marker = " *" if detail.current is not None and row.id == detail.current.id else ""
+            qa = "; ".join(f"{q.decision} by {q.reviewer}" for q in detail.qa.get(row.id, []))
+            table.add_row(f"{row.id}{marker}", subject, row.assessor, _findings(row), row.state, qa)
+        if detail.assessments:
+            out.print(table)
+            out.print("  * the assessment that stands for the case")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(reports_app, name="reports")
     app.add_typer(partners_app, name="partners")
     app.add_typer(referrals_app, name="referrals")
     app.add_typer(hosts_app, name="hosts")
+    app.add_typer(cases_app, name="cases")

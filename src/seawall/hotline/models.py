@@ -176,6 +176,8 @@ class Item(Base):
     assessment_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     matches: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # list matches when captured
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Optimistic lock (migration 0011): every change to its assessment bumps it; a stale save is refused.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class CaseItem(Base):
