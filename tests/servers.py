@@ -35,3 +35,16 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def child_environment(**settings: str) -> dict[str, str]:
+    """The environment for a Seawall process a test starts: none of this process's ``SEAWALL_`` settings
+    but the run's audit key file (every process checks the one audit chain with the same key), then
+    ``settings``."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAWALL_")}
+    if "SEAWALL_AUDIT_KEY_FILE" in os.environ:
+        env["SEAWALL_AUDIT_KEY_FILE"] = os.environ["SEAWALL_AUDIT_KEY_FILE"]
+    env.update(settings)
+    return env

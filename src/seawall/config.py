@@ -173,6 +173,29 @@ class Settings(BaseSettings):
     hotline_url_list: str = Field(
         "hotline-urls", description="The URL list confirmed CSAM URLs go to (created on first use)."
     )
+    # hotline: capture, the evidence store, thumbnails
+    capture_max_media: int = Field(50, description="Media files one capture fetches from a page, at most.")
+    capture_max_media_bytes: int = Field(
+        50 * 1024 * 1024, description="Largest page or media file a capture fetches, in bytes."
+    )
+    capture_max_bytes: int = Field(
+        200 * 1024 * 1024, description="Bytes one capture fetches in all (the page and its media)."
+    )
+    capture_timeout_seconds: float = Field(120.0, description="Total time one capture may spend fetching.")
+    capture_min_image_side: int = Field(
+        32, description="Images smaller than this (pixels, either side) are icons and spacers: not kept as items."
+    )
+    capture_user_agent: str = Field(
+        "Mozilla/5.0 (compatible; Seawall capture)", description="User-Agent a capture sends."
+    )
+    evidence_key: SecretStr | None = Field(
+        None, description="Master key of the evidence store (32 bytes, base64); else the key file is used."
+    )
+    evidence_key_file: Path | None = Field(
+        None, description="Master key file of the evidence store; default SEAWALL_HOME/evidence.key, made 0600."
+    )
+    thumbnail_size: int = Field(256, description="Longest side of a thumbnail (one tile of a video's strip), px.")
+    thumbnail_blur: float = Field(8.0, description="Gaussian blur radius of thumbnails, in thumbnail pixels.")
 
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")

@@ -19,13 +19,14 @@ non-public address is refused without saying which address (DNS answers are not 
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -41,6 +42,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: The response extension where :class:`SafeTransport` records the address it connected to.
 PEER_ADDRESS = "seawall.peer_address"
+#: The response extension where :class:`SafeTransport` records the TLS facts of an https connection.
+PEER_TLS = "seawall.peer_tls"
 
 
 class FetchError(Exception):
@@ -51,6 +54,10 @@ class FetchRefused(FetchError):
     """Refused before connecting: scheme, address or redirect not allowed."""
 
 
+class FetchUnreachable(FetchError):
+    """Nobody answers: the name does not resolve, or the connection was refused or has no route."""
+
+
 @dataclass(frozen=True)
 class Fetched:
     url: str  # the final URL, after redirects
@@ -59,13 +66,15 @@ class Fetched:
     body: bytes
     address: str  # the IP address the body came from
     redirects: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...] = ()  # the final response's, as received
+    tls: dict[str, Any] | None = None  # the certificate and protocol of an https answer (tls_facts)
 
 
 def _system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise FetchError(f"cannot resolve {host!r}: {exc.strerror}") from None
+        raise FetchUnreachable(f"cannot resolve {host!r}: {exc.strerror}") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -131,7 +140,7 @@ class AddressRules:
             return self.check_address(host)
         candidates = self.resolve(host, port)
         if not candidates:
-            raise FetchError(f"cannot resolve {host!r}")
+            raise FetchUnreachable(f"cannot resolve {host!r}")
         addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in candidates]
         # Every address the name has must be allowed: otherwise a second lookup could pick the bad one.
         if not all(self.allows(a) for a in addresses):
@@ -205,12 +214,59 @@ class SafeTransport(httpx.BaseTransport):
             pool = self._pools[host] = httpx.HTTPTransport(verify=self._verify, trust_env=False)
         response = pool.handle_request(pinned)
         response.extensions[PEER_ADDRESS] = str(address)
+        if url.scheme == "https":
+            response.extensions[PEER_TLS] = tls_facts(response.extensions.get("network_stream"))
         return response
 
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+
+
+def tls_facts(stream: Any) -> dict[str, Any] | None:
+    """What the certificate a connection was verified against says: subject, issuer, validity,
+    names, serial, SHA-256 fingerprint; and the protocol and cipher. None without TLS."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    if ssl_object is None:
+        return None
+    facts: dict[str, Any] = {"protocol": ssl_object.version(), "cipher": (ssl_object.cipher() or (None,))[0]}
+    der = ssl_object.getpeercert(True)  # the DER bytes (the C object takes no keywords)
+    if der:
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            san = [str(n.value) for n in names]
+        except x509.ExtensionNotFound:
+            san = []
+        facts.update(
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            not_before=cert.not_valid_before_utc.isoformat(),
+            not_after=cert.not_valid_after_utc.isoformat(),
+            serial=format(cert.serial_number, "x"),
+            san=san[:50],
+            sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        )
+    return facts
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a connection failure means nobody answers there (refused, no route), not a TLS or
+    protocol fault."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return False
+        if isinstance(seen, ConnectionRefusedError | socket.gaierror) or (
+            isinstance(seen, OSError) and seen.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED)
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def safe_client(
@@ -278,7 +334,9 @@ class SafeFetcher:
     def check_address(self, text: str) -> IPAddress:
         return self.rules.check_address(text)
 
-    def fetch(self, url: str) -> Fetched:
+    def fetch(self, url: str, *, headers: Mapping[str, str] | None = None) -> Fetched:
+        """The body at ``url`` (redirects followed, each checked); ``headers`` are sent with each hop
+        (a Referer, say) after the fetcher's own user-agent and accept."""
         deadline = time.monotonic() + self.timeout
         redirects: list[str] = []
         current = url
@@ -292,7 +350,7 @@ class SafeFetcher:
                     request = client.build_request(
                         "GET",
                         current,
-                        headers={"user-agent": self.user_agent, "accept": "*/*"},
+                        headers={"user-agent": self.user_agent, "accept": "*/*", **(headers or {})},
                         extensions={"timeout": httpx.Timeout(remaining).as_dict()},
                     )
                 except httpx.InvalidURL as exc:
@@ -301,6 +359,9 @@ class SafeFetcher:
                     response = client.send(request, stream=True)
                 except httpx.TimeoutException:
                     raise FetchError(f"timed out after {self.timeout:g} s") from None
+                except httpx.ConnectError as exc:
+                    kind = FetchUnreachable if _unreachable(exc) else FetchError
+                    raise kind(f"cannot fetch {redact_url(current)}: {exc}") from None
                 except httpx.HTTPError as exc:
                     raise FetchError(f"cannot fetch {redact_url(current)}: {exc}") from None
                 try:
@@ -320,6 +381,8 @@ class SafeFetcher:
                     body=body,
                     address=str(response.extensions[PEER_ADDRESS]),
                     redirects=tuple(redirects),
+                    headers=tuple(response.headers.multi_items()),
+                    tls=response.extensions.get(PEER_TLS),
                 )
 
     def _read_body(self, response: httpx.Response, deadline: float, url: str) -> bytes:

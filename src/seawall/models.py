@@ -2,9 +2,18 @@
 
 from seawall.auth import models as auth_models
 from seawall.db import Base
+from seawall.evidence import models as evidence_models
 from seawall.hotline import models as hotline_models
 from seawall.lists import models as lists_models
 from seawall.lists.exchanges import models as exchanges_models
 from seawall.matching import models as matching_models
 
-__all__ = ["Base", "auth_models", "exchanges_models", "hotline_models", "lists_models", "matching_models"]
+__all__ = [
+    "Base",
+    "auth_models",
+    "evidence_models",
+    "exchanges_models",
+    "hotline_models",
+    "lists_models",
+    "matching_models",
+]

@@ -18,6 +18,7 @@ TASK_MODULES = [
     "seawall.lists.exchanges.tasks",
     "seawall.matching.tasks",
     "seawall.hotline.tasks",
+    "seawall.evidence.tasks",
 ]
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.servers import child_environment
 
 from seawall.auth import audit
 from seawall.auth.permissions import SYSTEM
@@ -23,9 +24,7 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 def _env(home: Path, database_url: str, queue_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAWALL_")}
-    env.update({"SEAWALL_HOME": str(home), "SEAWALL_DATABASE_URL": database_url, "SEAWALL_LOG_JSON": "true"})
-    env["SEAWALL_AUDIT_KEY_FILE"] = os.environ["SEAWALL_AUDIT_KEY_FILE"]  # the chain's key, as every process has it
+    env = child_environment(SEAWALL_HOME=str(home), SEAWALL_DATABASE_URL=database_url, SEAWALL_LOG_JSON="true")
     env["SEAWALL_AUDIT_CHECKPOINT_CRON"] = "0 0 31 2 *"  # never: the test asks for its checkpoint itself
     if queue_url:
         env["SEAWALL_QUEUE_URL"] = queue_url

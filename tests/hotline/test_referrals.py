@@ -13,7 +13,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import signal
 import stat
@@ -35,6 +34,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from tests.servers import child_environment
 from typer.testing import CliRunner
 
 from seawall.auth import audit
@@ -645,18 +645,15 @@ def test_a_referral_waits_for_a_partner_and_a_crashed_attempt_is_picked_up_again
 
 @pytest.fixture
 def worker_env(hotline_a: Instance, database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAWALL_")}
-    env.update(
-        {
-            "SEAWALL_HOME": str(hotline_a.settings.ensure_home()),
-            "SEAWALL_DATABASE_URL": database_url,
-            "SEAWALL_SECRET_KEY": hotline_a.settings.effective_secret_key(),
-            "SEAWALL_FETCH_ALLOW_NETWORKS": json.dumps(LOOPBACK),
-            "SEAWALL_REFERRAL_RETRY_BASE_SECONDS": "0.2",
-            "SEAWALL_REFERRAL_MAX_ATTEMPTS": "40",
-            "SEAWALL_REFERRAL_TIMEOUT_SECONDS": "5",
-            "SEAWALL_LOG_JSON": "true",
-        }
+    env = child_environment(
+        SEAWALL_HOME=str(hotline_a.settings.ensure_home()),
+        SEAWALL_DATABASE_URL=database_url,
+        SEAWALL_SECRET_KEY=hotline_a.settings.effective_secret_key(),
+        SEAWALL_FETCH_ALLOW_NETWORKS=json.dumps(LOOPBACK),
+        SEAWALL_REFERRAL_RETRY_BASE_SECONDS="0.2",
+        SEAWALL_REFERRAL_MAX_ATTEMPTS="40",
+        SEAWALL_REFERRAL_TIMEOUT_SECONDS="5",
+        SEAWALL_LOG_JSON="true",
     )
     return env
 

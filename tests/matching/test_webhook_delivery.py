@@ -6,7 +6,6 @@ hashlib here), never with Seawall's own helper."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from tests.servers import child_environment
 
 from receivers import Receiver, receiver_accepts
 from seawall.auth import service as auth_service
@@ -187,16 +187,13 @@ def test_two_workers_racing_for_one_delivery_send_it_once(
 
 @pytest.fixture
 def worker_env(tmp_path: Path, database_url: str, settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEAWALL_")}
-    env.update(
-        {
-            "SEAWALL_HOME": str(tmp_path / "worker-home"),
-            "SEAWALL_DATABASE_URL": database_url,
-            "SEAWALL_SECRET_KEY": settings.effective_secret_key(),
-            "SEAWALL_FETCH_ALLOW_NETWORKS": '["127.0.0.0/8"]',
-            "SEAWALL_WEBHOOK_RETRY_BASE_SECONDS": "0.01",
-            "SEAWALL_LOG_JSON": "true",
-        }
+    env = child_environment(
+        SEAWALL_HOME=str(tmp_path / "worker-home"),
+        SEAWALL_DATABASE_URL=database_url,
+        SEAWALL_SECRET_KEY=settings.effective_secret_key(),
+        SEAWALL_FETCH_ALLOW_NETWORKS='["127.0.0.0/8"]',
+        SEAWALL_WEBHOOK_RETRY_BASE_SECONDS="0.01",
+        SEAWALL_LOG_JSON="true",
     )
     return env
 

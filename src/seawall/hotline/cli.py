@@ -531,6 +531,53 @@ def show_case(reference: str = typer.Argument(..., help="A case reference (C-…
             out.print("  * the assessment that stands for the case")
 
 
+# ---- capture
+
+
+@reports_app.command("capture")
+def capture_command(
+    reference: str = typer.Argument(..., help="A report (R-…) or case (C-…) reference."),
+    recheck: bool = typer.Option(False, "--recheck", help="Only check whether the case's content is still there."),
+) -> None:
+    """Capture a report's page now (or re-check it); prints what was found as JSON."""
+    from sqlalchemy import select
+
+    from seawall.hotline import capture
+
+    factory = default_sessionmaker()
+    with factory() as session:
+        wanted = reference.strip().upper()
+        report = intake.get_report(session, wanted)
+        case_id = report.case_id if report is not None else None
+        if report is None:
+            case_id = session.scalar(select(Case.id).where(Case.reference == wanted))
+    if case_id is None:
+        raise _fail(f"no report or case {reference!r}")
+    try:
+        result = capture.run_capture(
+            factory, get_settings(), case_id, purpose="recheck" if recheck else "initial", actor=cli_principal()
+        )
+    except capture.CaptureError as exc:
+        raise _fail(str(exc)) from None
+    summary = {
+        "case": case_id,
+        "capture": result.capture_id,
+        "state": result.state,
+        "http_status": result.http_status,
+        "final_url": result.final_url,
+        "error": result.error or None,
+        "items": result.items,
+        "new_items": result.new_items,
+        "inherited": result.inherited,
+        "skipped": result.skipped,
+    }
+    if recheck:
+        summary.update(present_items=result.present_items, content_gone=result.content_gone())
+    print(json.dumps(summary))
+    if result.state in ("failed", "busy"):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(reports_app, name="reports")
     app.add_typer(partners_app, name="partners")

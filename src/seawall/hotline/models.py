@@ -146,7 +146,10 @@ class Capture(Base):
     address: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tls: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # issuer, subject, validity
     error: Mapped[str] = mapped_column(Text, default="")
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # when the page answered
     media_found: Mapped[int] = mapped_column(Integer, default=0)
+    # Media the page showed that were not kept, each {"url", "found_as", "reason"} (refused, too big, …).
+    skipped: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     # SHA-256 of every media file this capture fetched: a re-check compares them with the listed ones.
     media_sha256: Mapped[list[str]] = mapped_column(JSON, default=list)
 

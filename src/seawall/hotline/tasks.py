@@ -3,16 +3,75 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+
+from huey import crontab
+from sqlalchemy import exists, select
 
 from seawall.config import get_settings
 from seawall.tasks import cron, huey
 
 log = logging.getLogger(__name__)
+# A case this long without any capture lost its queued task (a queue write that failed, say).
+MISSED_AFTER = timedelta(minutes=10)
 
 
-@huey.task(name="hotline.capture")
+@huey.task(name="hotline.capture", retries=2, retry_delay=30)
 def capture_case(case_id: int) -> None:
-    log.info("capture of case %s queued (capture not built yet)", case_id)
+    from seawall.config import get_settings
+    from seawall.db import default_sessionmaker
+    from seawall.hotline.capture import CaptureError, run_capture
+
+    try:
+        result = run_capture(default_sessionmaker(), get_settings(), case_id)
+    except CaptureError as exc:
+        log.warning("case %s not captured: %s", case_id, exc)
+        return
+    log.info(
+        "case %s captured: %s, %d item(s), %d new, %d inherited, %d skipped",
+        case_id,
+        result.state,
+        len(result.items),
+        len(result.new_items),
+        len(result.inherited),
+        len(result.skipped),
+    )
+
+
+@huey.periodic_task(crontab(minute="*/10"), name="hotline.capture_missed")
+def capture_missed() -> list[int]:
+    """Queue again the captures a stopped worker lost: open URL cases with no initial capture that
+    finished (or failed) or is still within its time, i.e. never captured, or whose capture has been
+    "running" far longer than a capture may take (its worker died). Failed captures are not retried
+    here: they are recorded with their reason, and `seawall reports capture` runs one again."""
+    from seawall.config import get_settings
+    from seawall.db import default_sessionmaker, utcnow
+    from seawall.hotline.capture import LEASE_MARGIN_SECONDS
+    from seawall.hotline.models import Capture, Case
+
+    settings = get_settings()
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.capture_timeout_seconds + LEASE_MARGIN_SECONDS)
+    settled = exists().where(
+        Capture.case_id == Case.id,
+        Capture.purpose == "initial",
+        (Capture.state != "running") | (Capture.started_at > stale),
+    )
+    with default_sessionmaker(writes=False)() as session:
+        lost = list(
+            session.scalars(
+                select(Case.id)
+                .where(Case.kind == "url", Case.state == "open", Case.opened_at < now - MISSED_AFTER)
+                .where(~settled)
+                .order_by(Case.priority.desc(), Case.id)
+                .limit(500)
+            )
+        )
+    for case_id in lost:
+        capture_case(case_id)
+    if lost:
+        log.warning("queued %d capture(s) again that a stopped worker had lost", len(lost))
+    return lost
 
 
 # ---- referrals: deliveries to partner hotlines (documents, status updates), and the sweep --------

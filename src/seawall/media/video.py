@@ -140,6 +140,24 @@ def is_video(path_or_bytes: PathLike | bytes | bytearray | memoryview) -> bool:
     return _sniff(_head(path_or_bytes)) is not None
 
 
+#: Media types of the containers :func:`container_of` names.
+MIME_TYPES: Final = {
+    "mp4": "video/mp4",
+    "matroska": "video/x-matroska",
+    "avi": "video/x-msvideo",
+    "flv": "video/x-flv",
+    "asf": "video/x-ms-asf",
+    "mpeg": "video/mpeg",
+    "mpegts": "video/mp2t",
+    "ogg": "video/ogg",
+}
+
+
+def container_of(path_or_bytes: PathLike | bytes | bytearray | memoryview) -> str | None:
+    """The video container family the content is (a key of :data:`MIME_TYPES`), from magic bytes."""
+    return _sniff(_head(path_or_bytes))
+
+
 def is_animated_image(path_or_bytes: PathLike | bytes | bytearray | memoryview) -> bool:
     """True for a GIF or WEBP with more than one frame (PDQ takes the first, vPDQ all of them)."""
     head = _head(path_or_bytes)
@@ -422,3 +440,47 @@ def iter_frames(
     if kind is not None:
         return _iter_pil(source, path, kind, every_n_frames, seconds_per_frame, width, height)
     return _iter_av(source, path, every_n_frames, seconds_per_frame, width, height)
+
+
+def key_frames(path: PathLike, count: int, box: int) -> list[Image.Image]:
+    """Up to ``count`` key frames spread over a video, each scaled to fit a ``box``-pixel square
+    (RGB). Only key frames are decoded (and only one after each seek), so a long video costs a few
+    frames, not all of them. A video that cannot be decoded raises :class:`MediaError`."""
+    if count < 1 or box < 1:
+        raise ValueError(f"count and box must be at least 1, got {count} and {box}")
+    source, head = _check_file(path)
+    if _animated_kind(head) is not None:
+        raise MediaError(source, "an animated image, not a video: render its first frame")
+    out: list[Image.Image] = []
+    with _open_container(source, path) as container:
+        stream, info = _stream_info(source, container)
+        stream.codec_context.skip_frame = "NONKEY"
+        duration = info.duration or 0.0
+        targets = [duration * (i + 0.5) / count for i in range(count)] if duration > 0 else [0.0]
+        seen: set[int | None] = set()
+        try:
+            for target in targets:
+                if target > 0 and stream.time_base:
+                    container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
+                frame = _first_frame(container, stream)
+                if frame is None or frame.pts in seen:
+                    continue
+                seen.add(frame.pts)
+                _check_dims(source, frame.width, frame.height)
+                image = frame.to_image()
+                image.thumbnail((box, box), Image.Resampling.BILINEAR)
+                out.append(image)
+        except av.error.FFmpegError as exc:
+            raise MediaError(source, f"corrupt video data: {_reason(exc)}") from None
+    if not out:
+        raise MediaError(source, "no key frame could be decoded (truncated or corrupt)")
+    return out
+
+
+def _first_frame(container: Any, stream: Any, max_packets: int = 2000) -> Any:
+    for number, packet in enumerate(container.demux(stream)):
+        if number >= max_packets:
+            return None
+        for frame in packet.decode():
+            return frame
+    return None

@@ -1,0 +1,1 @@
+"""The evidence store: media kept encrypted at rest, for every domain that keeps media."""
