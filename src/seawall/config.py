@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     notice_recheck_schedule: str = Field(
         "3600,21600,86400",
         pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
-        description="Seconds after sending of each re-check; the last interval repeats (default: 1 h, 6 h, 24 h, daily).",
+        description="Seconds after sending of each re-check; then the last one repeats (1 h, 6 h, 24 h, daily).",
     )
     notice_reminder_after_seconds: float = Field(
         2 * 86400.0, description="A notice still not acted on this long after sending gets a reminder."

@@ -178,7 +178,8 @@ def send(settings: Settings, message: Message, sender: str, recipient: str, mess
                 if not encrypted:
                     raise MailError("refusing to send the SMTP password over a connection without TLS")
                 smtp.login(settings.notice_smtp_user, password or "")
-            refused = smtp.sendmail(sender, [recipient], message.as_bytes())
+            # send_message writes CRLF line ends (sendmail would pass bytes with bare LFs on as they are).
+            refused = smtp.send_message(message, sender, [recipient])
             if refused:
                 raise MailError(f"the SMTP server refused the recipient: {refused}")
     except MailError:

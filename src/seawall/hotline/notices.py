@@ -749,19 +749,56 @@ def list_notices(
     return [(n, c, h) for n, c, h in session.execute(query).all()]
 
 
-def request_recheck(session: Session, actor: Principal, notice_id: int) -> Notice:
-    """Make a re-check due now (queued once the caller commits)."""
+def as_dict(notice: Notice, case: Case, host: Host | None, *, document: bool = False) -> dict[str, Any]:
+    """A notice as the API and the CLI show it."""
+    shown: dict[str, Any] = {
+        "id": notice.id,
+        "case": case.reference,
+        "url": case.url,
+        "host": host.name if host is not None else None,
+        "channel": notice.channel,
+        "recipient": notice.recipient,
+        "language": notice.language,
+        "state": notice.state,
+        "report_id": (notice.document or {}).get("report_id"),
+        "created_at": notice.created_at,
+        "sent_at": notice.sent_at,
+        "send_attempts": notice.send_attempts,
+        "last_error": notice.last_error,
+        "message_id": notice.message_id,
+        "checks": notice.checks,
+        "next_check_at": notice.next_check_at,
+        "reminded_at": notice.reminded_at,
+        "escalated_at": notice.escalated_at,
+        "removed_at": notice.removed_at,
+        "closed_at": notice.closed_at,
+        "takedown_seconds": notice.takedown_seconds,
+    }
+    if document:
+        shown["document"] = notice.document
+    return shown
+
+
+def with_case(session: Session, notice: Notice) -> tuple[Notice, Case, Host | None]:
+    host = session.get(Host, notice.host_id) if notice.host_id is not None else None
+    return notice, session.get_one(Case, notice.case_id), host
+
+
+def request_recheck(session: Session, actor: Principal, notice_id: int, *, queue: bool = True) -> Notice:
+    """Make a re-check due now (queued once the caller commits, unless the caller runs it itself)."""
     notice = get_notice(session, notice_id)
     if notice.state not in CHECKED_STATES:
         raise NoticeError(f"notice {notice_id} is {notice.state}: only a sent or escalated notice is re-checked")
     notice.next_check_at = utcnow()
     audit.record(session, actor, "notice.recheck_requested", "notice", notice.id, {})
-    after_commit(session, "recheck", notice.id)
+    if queue:
+        after_commit(session, "recheck", notice.id)
     return notice
 
 
-def retry(session: Session, actor: Principal, notice_id: int) -> Notice:
-    """Send a pending or failed notice now, with a fresh attempt budget (once the caller commits)."""
+def retry(session: Session, actor: Principal, notice_id: int, *, queue: bool = True) -> Notice:
+    """Send a pending or failed notice now, with a fresh attempt budget (queued once the caller
+    commits, unless the caller sends it itself)."""
     notice = get_notice(session, notice_id)
     if notice.state not in ("pending", "failed"):
         raise NoticeError(f"notice {notice_id} is {notice.state}: it was sent already")
@@ -773,7 +810,8 @@ def retry(session: Session, actor: Principal, notice_id: int) -> Notice:
     before = notice.state
     notice.state, notice.send_attempts, notice.next_check_at, notice.last_error = "pending", 0, now, ""
     audit.record(session, actor, "notice.retry", "notice", notice.id, {"from": before})
-    after_commit(session, "send", notice.id)
+    if queue:
+        after_commit(session, "send", notice.id)
     return notice
 
 
