@@ -10,6 +10,10 @@ import email.policy
 import hashlib
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from tests.hotline.test_capture import ANALYST, SENIOR, _test_ca, png
 from tests.hotline.test_capture import Host as WebHost
+from tests.servers import child_environment
 from typer.testing import CliRunner
 
 from seawall.auth import service as auth_service
@@ -769,6 +774,80 @@ def test_the_sweep_finds_due_notices_no_task_was_queued_for_and_routes_waiting_o
         for h in (0, 1, 5, 6, 23, 24, 47.5, 48)
     ]
     assert hours == [1, 6, 6, 24, 24, 48, 48, 72]
+
+
+# ---- the worker, for real ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_real_worker_sends_the_notice_and_rechecks_until_the_host_removes_the_picture(
+    tmp_path: Path,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    database_url: str,
+    smtp_server: SmtpServer,
+    web_host: WebHost,
+) -> None:
+    settings = notice_settings(settings, tmp_path, notice_smtp_port=smtp_server.port)
+    picture = png(131, 160, 120)
+    web_host.file("/w.png", picture, "image/png")
+    web_host.page("/w.html", '<img src="/w.png">')
+    add_host(factory, abuse_email=ABUSE)
+    case_id = hosted_case(factory, settings, web_host.url + "/w.html", [picture])
+    notice_id = notice_of(factory, case_id).id
+    env = child_environment(
+        SEAWALL_HOME=str(settings.ensure_home()),
+        SEAWALL_DATABASE_URL=database_url,
+        SEAWALL_SECRET_KEY=settings.effective_secret_key(),
+        SEAWALL_FETCH_ALLOW_NETWORKS=json.dumps(LOOPBACK),
+        SEAWALL_NOTICE_FROM=SENDER,
+        SEAWALL_NOTICE_SMTP_HOST="127.0.0.1",
+        SEAWALL_NOTICE_SMTP_PORT=str(smtp_server.port),
+        SEAWALL_NOTICE_SMTP_STARTTLS="off",
+        SEAWALL_NOTICE_RECHECK_SCHEDULE="1",
+        SEAWALL_LOG_JSON="true",
+    )
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "seawall", "worker", "--workers", "2", "--no-periodic"],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+
+    def wait_for(state: str, seconds: float = 90) -> Notice:
+        deadline = time.monotonic() + seconds
+        while (found := notice_of(factory, case_id)).state != state and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return found
+
+    try:
+        # As the worker's periodic sweep would (the test's scheduler kept the send off the queue).
+        swept = subprocess.run(
+            [sys.executable, "-m", "seawall", "notices", "sweep"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert swept.returncode == 0, swept.stderr
+        assert json.loads(swept.stdout) == {"routed": 0, "sends": [notice_id], "checks": []}
+        sent = wait_for("sent")
+        assert sent.state == "sent", log_path.read_text()[-3000:]
+        deadline = time.monotonic() + 90
+        while not [a for a, _ in events(factory) if a == "notice.recheck"] and time.monotonic() < deadline:
+            time.sleep(0.1)  # the worker queued its own first re-check, a second after sending
+        assert notice_of(factory, case_id).state == "sent", log_path.read_text()[-3000:]
+        del web_host.routes["/w.png"]
+        removed = wait_for("removed")
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    assert removed.state == "removed", log_path.read_text()[-3000:]
+    assert removed.checks >= 2 and removed.removed_at is not None and removed.sent_at is not None
+    assert removed.takedown_seconds == round((removed.removed_at - removed.sent_at).total_seconds())
+    assert len(smtp_server.box.messages) == 1
+    assert xarf_v4_violations(xarf_attachment(smtp_server.box.parsed())) == []
 
 
 # ---- the API and the CLI ----------------------------------------------------------------------------------

@@ -581,7 +581,7 @@ def capture_command(
 # ---- notices ---------------------------------------------------------------------------------------
 
 notices_app = typer.Typer(
-    help="Notices to hosts: list, show, send, re-check; seal the SMTP password.", no_args_is_help=True
+    help="Notices to hosts: list, show, send, re-check, sweep; seal the SMTP password.", no_args_is_help=True
 )
 
 
@@ -664,6 +664,15 @@ def notices_recheck(notice_id: int = typer.Argument(..., help="The notice's id."
         raise _fail(str(exc)) from None
     notices.recheck(factory, get_settings(), notice_id)
     print(_notice_json(notice_id))
+
+
+@notices_app.command("sweep")
+def notices_sweep() -> None:
+    """What the worker does every minute: address waiting notices, queue the sends and re-checks due."""
+    from seawall.hotline import notices
+
+    report = notices.sweep(default_sessionmaker(), get_settings())
+    print(json.dumps({"routed": report.routed, "sends": report.sends, "checks": report.checks}))
 
 
 @notices_app.command("seal-password")
