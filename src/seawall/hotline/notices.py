@@ -322,9 +322,14 @@ def _prepare(
     if document != notice.document:
         notice.document = document
     values = _template_values(settings, notice, case, document)
-    subject, body, _ = mail.render(notice.language, values, reminder=reminder)
+    problem = ""
+    try:
+        subject, body, _ = mail.render(notice.language, values, reminder=reminder)
+    except mail.MailError as exc:  # a broken template: the attempt fails with the reason, nothing is lost
+        subject, body, problem = "", "", str(exc)
     problems = xarf.problems(document)
-    problem = f"the XARF report is not valid: {'; '.join(problems)}" if problems else ""
+    if problems:
+        problem = f"the XARF report is not valid: {'; '.join(problems)}"
     if notice.channel == SMTP and not settings.notice_from:
         problem = "no sender address: set SEAWALL_NOTICE_FROM"
     return _Outgoing(notice.channel, notice.recipient, document, subject, body, attempt, lease, reminder, problem)
@@ -383,6 +388,8 @@ def _deliver(settings: Settings, outgoing: _Outgoing) -> _Answer:
         sent = mail.send(settings, message, sender, outgoing.recipient, message_id)
     except mail.MailError as exc:
         return _Answer(False, redact_text(str(exc))[:1000])
+    except (ValueError, TypeError, UnicodeError) as exc:  # a header the e-mail library refuses (a newline …)
+        return _Answer(False, redact_text(f"the message could not be built: {type(exc).__name__}: {exc}")[:1000])
     return _Answer(True, "", sent.message_id[:255])
 
 
