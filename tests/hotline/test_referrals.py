@@ -337,6 +337,14 @@ def test_a_case_referred_to_a_second_seawall_becomes_a_report_there_and_its_stat
             "sex": "girl",
             "flags": ["self_generated"],
         }
+        # The same assessment in the schemes partners speak (docs/classification.md).
+        assert document["classification"]["schemes"] == {
+            "uk_category": "B",
+            "age_band": "11-13",
+            "industry": "B1",
+            "interpol": "baseline",
+            "project_vic": 1,
+        }
         assert document["hosting"]["country"] == "NL" and document["capture"]["http_status"] == 200
         assert partner_accepts(signing.public_key_text(a.settings), {"document": document, "signature": out.signature})
         assert len(json.dumps(document)) < 4000  # hashes and facts only
