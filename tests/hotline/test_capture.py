@@ -34,7 +34,6 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from tests.servers import child_environment
 from typer.testing import CliRunner
 
 from seawall.auth import service as auth_service
@@ -51,7 +50,7 @@ from seawall.lists import service as lists_service
 from seawall.lists.records import EntryRecord
 from seawall.media.synthetic import benign_image
 from seawall.signals.hashing import hash_file
-from servers import free_port, serve
+from servers import child_environment, free_port, serve
 
 # ---------------------------------------------------------------- benign media
 

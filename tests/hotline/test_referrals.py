@@ -34,7 +34,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from tests.servers import child_environment
 from typer.testing import CliRunner
 
 from seawall.auth import audit
@@ -58,7 +57,7 @@ from seawall.hotline.models import (
 from seawall.media.synthetic import benign_image
 from seawall.signals.hashing import hash_file
 from seawall.web.app import create_app
-from servers import free_port, serve
+from servers import child_environment, free_port, serve
 
 LOOPBACK = ["127.0.0.0/8"]
 REFERRAL_KEYS = {"type", "version", "uid", "created_at", "sender", "recipient", "url", "case", "hosting", "capture"}
