@@ -174,11 +174,18 @@ def _existing(session: Session, partner: str, external_id: str) -> Report | None
 
 
 def submit(
-    session: Session, settings: Settings, actor: Principal, report: ReportIn, *, partner: str | None = None
+    session: Session,
+    settings: Settings,
+    actor: Principal,
+    report: ReportIn,
+    *,
+    partner: str | None = None,
+    capture: bool = True,
 ) -> Submitted:
     """Take a report in (the caller commits). ``partner``: who filed it, for a partner's own look-ups
     and resubmissions (a report with the same ``external_id`` from the same partner is the same
-    report). A new URL case is captured once the transaction commits (``capture.schedule``)."""
+    report). A new URL case is captured once the transaction commits (``capture.schedule``), unless
+    ``capture`` is False (demo data, whose example URLs cannot be fetched)."""
     cleaned, url_key = _clean(report)
     if partner is not None and cleaned.external_id is not None:
         found = _existing(session, partner, cleaned.external_id)
@@ -246,10 +253,10 @@ def submit(
         },
     )
     session.flush()
-    if new_case and case.kind == "url":
-        from seawall.hotline import capture
+    if capture and new_case and case.kind == "url":
+        from seawall.hotline import capture as capturing
 
-        capture.schedule_after_commit(session, case.id)
+        capturing.schedule_after_commit(session, case.id)
     return Submitted(row, case, pin, created=True, new_case=new_case)
 
 
