@@ -29,8 +29,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from tests.hotline.test_capture import ANALYST, SENIOR, _test_ca, png
-from tests.hotline.test_capture import Host as WebHost
+from tests.hotline.test_capture import ANALYST, SENIOR, _test_ca
 from tests.servers import child_environment
 from typer.testing import CliRunner
 
@@ -42,6 +41,8 @@ from seawall.db import make_sessionmaker, transaction, utcnow
 from seawall.hotline import assessment, capture, intake, mail, notices, xarf
 from seawall.hotline.models import Assessment, Capture, Case, CaseItem, Host, Item, Notice, Referral
 from servers import free_port, serve
+from webhost import Host as WebHost
+from webhost import png
 
 SENDER = "notices@hotline.example"
 ABUSE = "abuse@hosting.example"
