@@ -10,7 +10,11 @@ second Seawall, which receives it as a report. Both SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import email
+import email.policy
+import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -26,12 +30,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from conftest import save_screenshot
 from seawall.auth import service as auth_service
 from seawall.config import Settings
 from seawall.db import make_engine, make_sessionmaker, transaction
-from seawall.hotline import capture, partners, referrals, signing
+from seawall.hotline import capture, notices, partners, referrals, signing, tracing
 from seawall.hotline import tasks as hotline_tasks
-from seawall.hotline.models import Assessment, Capture, Case, CaseItem, Item, Referral, Report
+from seawall.hotline.models import Assessment, Capture, Case, CaseItem, Item, Notice, Referral, Report
 from seawall.tasks import build_huey
 from seawall.web.app import create_app
 from servers import child_environment, free_port, serve
@@ -45,6 +50,11 @@ cidr,asn,as_name,country
 127.0.0.2/32,64501,Example Hosting B.V.,NL
 """
 SECRET = "end-to-end-secret-key-not-for-production"
+SENDER = "notices@hotline.example"
+CONTACTS = """\
+asn,domain,name,abuse_email,api_endpoint,language
+64500,,Example Hosting Ltd,abuse@hosting.example,,en
+"""
 
 
 @dataclass
@@ -84,8 +94,13 @@ def _operator() -> Any:
     return SYSTEM
 
 
-def _hotline_settings(home: Path, database_url: str, ranges: Path) -> dict[str, Any]:
+def _hotline_settings(home: Path, database_url: str, ranges: Path, smtp_port: int) -> dict[str, Any]:
     return {
+        "notice_from": SENDER,
+        "notice_smtp_host": "127.0.0.1",
+        "notice_smtp_port": smtp_port,
+        "notice_smtp_starttls": "off",
+        "notice_recheck_schedule": "1",
         "home": home,
         "database_url": database_url,
         "secret_key": SECRET,
@@ -98,12 +113,42 @@ def _hotline_settings(home: Path, database_url: str, ranges: Path) -> dict[str, 
     }
 
 
+@dataclass
+class Mailbox:
+    """What the host's abuse desk received: an SMTP server (aiosmtpd) on loopback."""
+
+    messages: list[bytes] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.content)
+        return "250 OK queued"
+
+
 @pytest.fixture
-def hotline(tmp_path: Path, database_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hotline]:
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield box, controller.port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def hotline(
+    tmp_path: Path,
+    database_url: str,
+    engine: Engine,
+    mailbox: tuple[Mailbox, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Hotline]:
     ranges = tmp_path / "ranges.csv"
     ranges.write_text(RANGES)
     home = tmp_path / "hotline-home"
-    values = _hotline_settings(home, database_url, ranges)
+    values = _hotline_settings(home, database_url, ranges, mailbox[1])
     settings = Settings(**values)
     app = create_app(settings, engine)
     # The server hands work to the queue in SEAWALL_HOME, which the worker process consumes.
@@ -113,6 +158,13 @@ def hotline(tmp_path: Path, database_url: str, engine: Engine, monkeypatch: pyte
     monkeypatch.setattr(capture, "scheduler", capture_task)
     monkeypatch.setattr(
         referrals, "scheduler", lambda referral_id, delay: deliver_task.schedule(args=(referral_id,), delay=delay)
+    )
+    notice_tasks = {
+        "send": queue.task(name="hotline.notices.send")(hotline_tasks.send_notice.func),
+        "recheck": queue.task(name="hotline.notices.recheck")(hotline_tasks.recheck_notice.func),
+    }
+    monkeypatch.setattr(
+        notices, "scheduler", lambda kind, notice_id, delay: notice_tasks[kind].schedule(args=(notice_id,), delay=delay)
     )
     env = child_environment(
         SEAWALL_HOME=str(home),
@@ -124,6 +176,11 @@ def hotline(tmp_path: Path, database_url: str, engine: Engine, monkeypatch: pyte
         SEAWALL_TRACE_CIDR_FILE=str(ranges),
         SEAWALL_THUMBNAIL_SIZE="64",
         SEAWALL_REFERRAL_RETRY_BASE_SECONDS="0.2",
+        SEAWALL_NOTICE_FROM=SENDER,
+        SEAWALL_NOTICE_SMTP_HOST="127.0.0.1",
+        SEAWALL_NOTICE_SMTP_PORT=str(mailbox[1]),
+        SEAWALL_NOTICE_SMTP_STARTTLS="off",
+        SEAWALL_NOTICE_RECHECK_SCHEDULE="1",
         SEAWALL_LOG_JSON="true",
     )
     log_path = tmp_path / "worker.log"
@@ -434,6 +491,106 @@ def test_a_case_hosted_abroad_is_captured_traced_assessed_listed_and_referred_to
         heir = session.get(Assessment, copy.assessment_id)
         assert heir is not None and (heir.inherited_from, heir.state) == (made["id"], "confirmed")
         assert (heir.category, heir.age_band) == ("B", "11-13")
+
+
+def test_a_public_report_in_the_hotline_country_is_noticed_to_the_host_and_rechecked_until_removed(
+    hotline: Hotline, gb_host: Host, mailbox: tuple[Mailbox, int], page: Any
+) -> None:
+    box, _ = mailbox
+    picture, other = png(401, 160, 120), jpeg(402, 160, 120)
+    gb_host.file("/p/1.png", picture)
+    gb_host.file("/p/2.jpg", other)
+    gb_host.page("/p/", '<div style="background-image: url(2.jpg)"></div><img src="1.png">')
+    with transaction(hotline.factory) as session:
+        tracing.import_contacts(
+            session,
+            _operator(),
+            tracing.read_contacts(io.BytesIO(CONTACTS.encode())),
+            source_name="contacts.csv",
+            digest="test",
+        )
+    analyst = hotline.key("analyst", ["review", "reports:read"])
+    senior = hotline.key("senior", ["qa", "reports:read"])
+    platform = hotline.key("platform", ["match"])
+    page_url = gb_host.url + "/p/"
+
+    # A member of the public reports the page with a real browser; the answer is a reference and a PIN.
+    page.goto(hotline.url + "/report")
+    page.fill("#url", page_url)
+    page.check("input[name=content_type][value=images]")
+    page.select_option("#site_type", "image_host")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#reference")
+    save_screenshot(page, "hotline-e2e-report-done")
+    reference, pin = page.inner_text("#reference"), page.inner_text("#pin")
+    assert re.fullmatch(r"R-[0-9A-Z]{5}-[0-9A-Z]{5}", reference) and re.fullmatch(r"\d{8}", pin)
+    assert page_url not in page.content() and "csam" not in page.content().lower()  # says nothing of findings
+
+    case = _case_of(hotline, reference)
+    shot = hotline.wait("the capture", lambda: _captured(hotline, case.id))
+    assert (shot.state, shot.address) == ("done", "127.0.0.1")
+    items = _items(hotline, case.id)
+    assert sorted(i.sha256 for i in items) == sorted(sha(b) for b in (picture, other))
+    with hotline.read() as session:
+        traced = session.get(Case, case.id)
+        assert traced is not None and (traced.hosting_country, traced.hosting_asn) == ("GB", 64500)
+
+    with httpx.Client(base_url=hotline.url, timeout=30) as http:
+        for n, item in enumerate(items):
+            made = _assess(http, analyst, item, **{**CSAM, "category": "C", "age_band": ("14-15", "11-13")[n]})
+            assert _confirm(http, senior, made["id"])["final"] is True
+        derived = http.get(f"/v1/cases/{case.reference}", headers=analyst).json()["assessment"]
+        assert (derived["category"], derived["age_band"]) == ("C", "11-13")  # the youngest across the items
+        done = _confirm(http, senior, derived["id"])
+        assert done["dispatched"] == "notice"
+
+        def listed() -> list[dict[str, Any]]:
+            answer = http.get("/v1/match", params={"signal_type": "sha256", "value": sha(picture)}, headers=platform)
+            return [m for m in answer.json()["matches"] if m["list"] == "hotline-hashes"]
+
+        started = time.monotonic()
+        hotline.wait("the hash list addition", listed, seconds=5.0)
+        assert time.monotonic() - started < 5.0
+
+    # The worker sends the XARF notice to the host's abuse desk: hashes and the URL, never media.
+    hotline.wait("the notice e-mail", lambda: box.messages, seconds=60)
+    message = email.message_from_bytes(box.messages[0], policy=email.policy.default)
+    assert message["To"] == "abuse@hosting.example" and message.get_content_type() == "multipart/report"
+    (attachment,) = [p for p in message.walk() if p.get_filename() == "xarf.json"]
+    document = json.loads(attachment.get_payload(decode=True))
+    assert (document["xarf_version"], document["category"], document["type"]) == ("4.0.0", "content", "csam")
+    assert (document["url"], document["source_identifier"], document["asn"]) == (page_url, "127.0.0.1", 64500)
+    assert document["classification"] == "B2"  # category C, 11-13: pubescent, lascivious exhibition
+    assert {i["hash_values"]["sha256"] for i in document["content_items"]} == {sha(picture), sha(other)}
+    raw = box.messages[0]
+    assert picture not in raw and other not in raw and b"image/png" not in raw
+
+    # The host takes the picture down; the next re-checks find it gone and record the takedown time.
+    def state_of_notice() -> Notice:
+        with hotline.read() as session:
+            row = session.scalar(select(Notice).where(Notice.case_id == case.id))
+            assert row is not None
+            session.expunge(row)
+            return row
+
+    hotline.wait("a first re-check", lambda: state_of_notice().checks >= 1)
+    assert state_of_notice().state == "sent"  # the content is still there
+    del gb_host.routes["/p/1.png"]
+    del gb_host.routes["/p/2.jpg"]
+    removed = hotline.wait("the removal", lambda: (n := state_of_notice()).state == "removed" and n)
+    assert removed.sent_at is not None and removed.removed_at is not None
+    assert removed.takedown_seconds == round((removed.removed_at - removed.sent_at).total_seconds())
+    with hotline.read() as session:
+        assert session.get(Case, case.id).state == "removed"  # type: ignore[union-attr]
+
+    # The reporter's status page says only that action was taken.
+    page.goto(hotline.url + "/report/status")
+    page.fill("#reference", reference)
+    page.fill("#pin", pin)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#status")
+    assert page.inner_text("#status") == "action taken"
+    save_screenshot(page, "hotline-e2e-report-status")
 
 
 def test_report_urls_to_private_addresses_are_refused_by_the_worker(hotline: Hotline) -> None:
