@@ -448,32 +448,56 @@ def test_seawall_match_reads_while_another_process_holds_the_write_lock(
 
     from servers import child_environment
 
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite's single write lock; PostgreSQL readers never wait for writers")
     picture = tmp_path / "gradient.png"
     Image.linear_gradient("L").convert("RGB").save(picture)
     home = tmp_path / "home"
     home.mkdir()
     env = child_environment(SEAWALL_HOME=str(home), SEAWALL_DATABASE_URL=database_url)
-    # Warm: the first start of a process imports for seconds on a loaded machine.
-    subprocess.run([sys.executable, "-m", "seawall", "match", str(picture)], env=env, capture_output=True, timeout=120)
-    raw = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
-    raw.execute("BEGIN IMMEDIATE")
-    try:
-        started = time.monotonic()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "seawall", "match", str(picture)],
-            env={**env, "PATH": os.environ.get("PATH", "")},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert process.stdout is not None
-        line = process.stdout.readline()  # the file's answer, printed as soon as it is matched
-        took = time.monotonic() - started
-    finally:
-        raw.execute("COMMIT")  # (SQLite's last checkpoint at the process's exit waits for the lock)
-        raw.close()
-    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
-    assert json.loads(line)["matches"] == []
-    assert took < 20, took  # the busy timeout is 30 s: a write session would have waited it out
+    # Also warms up: the first start of a process imports for seconds on a loaded machine.
+    first = subprocess.run(
+        [sys.executable, "-m", "seawall", "match", str(picture)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert first.returncode == 0 and json.loads(first.stdout)["matches"] == [], first.stderr
+    if database_url.startswith("sqlite"):  # SQLite's one write lock (PostgreSQL's readers never wait)
+        raw = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "seawall", "match", str(picture)],
+                env={**env, "PATH": os.environ.get("PATH", "")},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert process.stdout is not None
+            line = process.stdout.readline()  # the file's answer, printed as soon as it is matched
+            took = time.monotonic() - started
+        finally:
+            raw.execute("COMMIT")  # (SQLite's last checkpoint at the process's exit waits for the lock)
+            raw.close()
+        assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+        assert json.loads(line)["matches"] == []
+        assert took < 20, took  # the busy timeout is 30 s: a write session would have waited it out
+    # With --record a match is written, in a short write of its own.
+    from seawall.db import make_sessionmaker
+    from seawall.matching.models import MatchEvent
+
+    listed = hashlib.md5(picture.read_bytes()).hexdigest()
+    with make_sessionmaker(engine)() as session:
+        hash_list = lists_service.create_list(session, SYSTEM, name="local", kind="hash")
+        lists_service.add_entries(session, SYSTEM, hash_list, [EntryRecord("md5", listed)])
+        session.commit()
+    recorded = subprocess.run(
+        [sys.executable, "-m", "seawall", "match", "--record", str(picture)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    answer = json.loads(recorded.stdout)
+    assert [(m["list"], m["value"]) for m in answer["matches"]] == [("local", listed)]
+    with make_sessionmaker(engine)() as session:
+        events = session.scalars(select(MatchEvent)).all()
+        assert [(e.match_id, e.signals["md5"]) for e in events] == [(answer["match_id"], [listed])]

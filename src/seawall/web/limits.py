@@ -118,7 +118,7 @@ class BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])  # the first of a repeated header is enough to decide with
+        headers = dict(scope["headers"])  # (the server refuses conflicting Content-Length headers itself)
         declared = headers.get(b"content-length")
         chunked = b"transfer-encoding" in headers
         path: str = scope["path"]
