@@ -121,27 +121,23 @@ class BodyLimits:
         headers = dict(scope["headers"])  # (the server refuses conflicting Content-Length headers itself)
         declared = headers.get(b"content-length")
         chunked = b"transfer-encoding" in headers
-        path: str = scope["path"]
-        rule = body_rule(path)
-        settings: Settings = scope["app"].state.settings
-        cap = body_cap(rule, settings, headers.get(b"content-type", b"").decode("latin-1"))
-        length: int | None = None
-        if declared is not None:
-            if not declared.isdigit() or len(declared) > 18:
-                await _answer(scope, receive, send, 400, "invalid Content-Length header")
-                return
-            length = int(declared)
-        has_body = chunked or (length is not None and length > 0)
-        if has_body and not rule.public:
+        if not chunked and (declared is None or declared == b"0"):  # no body: most requests, at no cost
+            await self.app(scope, receive, send)
+            return
+        if declared is not None and (not declared.isdigit() or len(declared) > 18):
+            await _answer(scope, receive, send, 400, "invalid Content-Length header")
+            return
+        length = int(declared) if declared is not None else None
+        rule = body_rule(scope["path"])
+        if not rule.public and (chunked or (length or 0) > 0):
             refusal = await _credential_refusal(scope)
             if refusal is not None:
                 await _answer(scope, receive, send, 401, refusal, {"www-authenticate": "Bearer"})
                 return
+        settings: Settings = scope["app"].state.settings
+        cap = body_cap(rule, settings, headers.get(b"content-type", b"").decode("latin-1"))
         if length is not None and length > cap:
             await _answer(scope, receive, send, 413, BodyTooLarge(cap).detail)
-            return
-        if not has_body:
-            await self.app(scope, receive, send)
             return
 
         received = 0
