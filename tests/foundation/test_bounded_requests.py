@@ -111,12 +111,32 @@ def small_upload_settings(settings: Settings) -> Settings:
     return settings
 
 
+class Served:
+    """The app on loopback, behind a wrapper counting the body bytes the app took from the server."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.url = ""
+        self.read = 0  # since the last reset
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def counted() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                self.read += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
 @pytest.fixture
-def server(small_upload_settings: Settings, engine: Engine) -> Iterator[str]:
+def server(small_upload_settings: Settings, engine: Engine) -> Iterator[Served]:
     from seawall.web.app import create_app
 
-    with serve(create_app(small_upload_settings, engine)) as url:
-        yield url
+    served = Served(create_app(small_upload_settings, engine))
+    with serve(served) as url:
+        served.url = url
+        yield served
 
 
 UPLOAD_ROUTES = [
@@ -131,7 +151,7 @@ UPLOAD_ROUTES = [
 ]
 
 
-def test_an_anonymous_body_is_refused_before_a_byte_of_it_is_read(server: str, db: Session) -> None:
+def test_an_anonymous_body_is_refused_before_a_byte_of_it_is_read(server: Served, db: Session) -> None:
     revoked = _key(db, "revoked")
     auth_service.revoke_api_key(db, SYSTEM, "revoked")
     db.commit()
@@ -146,8 +166,9 @@ def test_an_anonymous_body_is_refused_before_a_byte_of_it_is_read(server: str, d
         for credential, reason in cases:
             for framing in ({"content-length": str(FIFTY_MB)}, {"transfer-encoding": "chunked"}):
                 headers = {"content-type": MULTIPART, **framing, **credential}
+                server.read = 0
                 started = time.monotonic()
-                status, answer_headers, body = _answer_to_headers_only(server, method, path, headers)
+                status, answer_headers, body = _answer_to_headers_only(server.url, method, path, headers)
                 took = time.monotonic() - started
                 where = f"{method} {path} {credential} {framing}"
                 assert status == 401, where
@@ -155,12 +176,13 @@ def test_an_anonymous_body_is_refused_before_a_byte_of_it_is_read(server: str, d
                 assert json.loads(body) == {key: reason}, where
                 assert answer_headers["connection"] == "close" and answer_headers["www-authenticate"] == "Bearer"
                 assert took < 2, where
+                assert server.read == 0, where
 
 
-def test_public_forms_take_only_a_small_body_without_a_credential(server: str) -> None:
+def test_public_forms_take_only_a_small_body_without_a_credential(server: Served) -> None:
     for path in ("/login", "/logout", "/report", "/report/status"):
         status, headers, body = _answer_to_headers_only(
-            server,
+            server.url,
             "POST",
             path,
             {"content-type": "application/x-www-form-urlencoded", "content-length": str(FIFTY_MB), "accept": "x/y"},
@@ -169,38 +191,44 @@ def test_public_forms_take_only_a_small_body_without_a_credential(server: str) -
         assert json.loads(body) == {"detail": f"the request body is over this route's {FORM_BODY_BYTES}-byte limit"}
 
 
-def test_an_anonymous_50_mb_upload_stops_long_before_its_end(server: str) -> None:
+def test_an_anonymous_50_mb_upload_stops_long_before_its_end(server: Served) -> None:
     """The client streams 50 MB: the server answers 401 and closes, so most of it is never sent."""
     for path, chunked in (("/v1/hash", False), ("/h/hash", True), ("/login", False)):
         framing = {"transfer-encoding": "chunked"} if chunked else {"content-length": str(FIFTY_MB)}
+        server.read = 0
         status, _, sent = _send_body_until_refused(
-            server, path, {"content-type": MULTIPART, **framing}, FIFTY_MB, chunked
+            server.url, path, {"content-type": MULTIPART, **framing}, FIFTY_MB, chunked
         )
         assert status == (413 if path == "/login" else 401), path
-        # What the kernel's socket buffers absorbed before the reset, not what the server read.
+        assert server.read == 0, path  # the app took none of it
+        # What the client got out before the reset: the kernel's socket buffers, never read.
         assert sent < FIFTY_MB // 4, (path, sent)
 
 
-def test_a_keys_upload_stops_at_the_routes_cap(server: str, db: Session) -> None:
+def test_a_keys_upload_stops_at_the_routes_cap(server: Served, db: Session) -> None:
     secret = _key(db, "uploader")
     cap = 1024 * 1024 + MULTIPART_ENVELOPE
     auth = {"authorization": f"Bearer {secret}"}
     # Declared over the cap: refused from the head alone.
     status, headers, body = _answer_to_headers_only(
-        server, "POST", "/v1/hash", {"content-type": MULTIPART, "content-length": str(cap + 1), **auth}
+        server.url, "POST", "/v1/hash", {"content-type": MULTIPART, "content-length": str(cap + 1), **auth}
     )
     assert (status, headers["connection"]) == (413, "close")
     assert json.loads(body) == {"detail": f"the request body is over this route's {cap}-byte limit"}
     # Chunked, so its size is unknown: counted as it comes, refused at the cap, the rest never read.
     for path, field in (("/v1/hash", "file"), ("/m/lookup", "photo"), ("/v1/match", "file")):
+        server.read = 0
         status, headers, sent = _send_body_until_refused(
-            server, path, {"content-type": MULTIPART, "transfer-encoding": "chunked", **auth}, FIFTY_MB, True, field
+            server.url, path, {"content-type": MULTIPART, "transfer-encoding": "chunked", **auth}, FIFTY_MB, True, field
         )
         assert (status, headers.get("connection")) == (413, "close"), path
+        # Stopped at the cap: past it only what the server had buffered off the socket by then (its
+        # buffer's high-water mark plus one read), which the app is handed in one piece and never parses.
+        assert cap < server.read <= cap + 512 * 1024, (path, server.read)
         assert sent < FIFTY_MB // 4, (path, sent)
     # Within the cap the same key's upload works.
     png = _png()
-    answer = httpx.post(f"{server}/v1/hash", files={"file": ("p.png", png, "image/png")}, headers=auth)
+    answer = httpx.post(f"{server.url}/v1/hash", files={"file": ("p.png", png, "image/png")}, headers=auth)
     assert answer.status_code == 200 and answer.json()["media"] == "image"
 
 
