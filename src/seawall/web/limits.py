@@ -23,7 +23,8 @@ any other path (console)      ``FORM_BODY_BYTES``                        no (the
 
 An upload route sent anything but multipart gets the JSON cap. A declared ``Content-Length`` over
 the cap is answered 413 before a byte is read; a chunked body is counted as it arrives and the
-request ends with 413 at the cap (nothing past it is read). On the API, a request that carries a
+request ends with 413 at the cap: the route never sees a byte past it (the server may have buffered
+one socket read beyond, a few hundred KiB at most, which is dropped). On the API, a request that carries a
 body and no valid credential (no bearer key, an unknown or revoked key, no live console session) is
 answered 401 before a byte is read. Both answers close the connection, so the client's remaining
 bytes are never read either.
