@@ -238,6 +238,20 @@ class Settings(BaseSettings):
     thumbnail_size: int = Field(256, description="Longest side of a thumbnail (one tile of a video's strip), px.")
     thumbnail_blur: float = Field(8.0, description="Gaussian blur radius of thumbnails, in thumbnail pixels.")
 
+    # request bodies (issue #10): caps by route in src/seawall/web/limits.py; uploads are capped at
+    # max_file_bytes plus the multipart envelope, console and public forms at 128 KiB
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, description="Largest JSON body of an API call (bulk routes and uploads have their own caps)."
+    )
+    max_bulk_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        description="Largest body of a bulk API call: entries added or retired, report batches, referrals, text "
+        "matching.",
+    )
+    max_import_bytes: int = Field(
+        256 * 1024 * 1024, description="Largest list file uploaded to POST /v1/lists/{name}/import."
+    )
+
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest media file, in bytes, that is read.")
