@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from seawall.config import Settings
 from seawall.media.errors import MediaError
 from seawall.signals.base import BYTES, IMAGE, VIDEO, MediaItem, get_signal_type
 from seawall.signals.crypto import ALGORITHMS, file_digests
@@ -82,6 +83,15 @@ def hash_file(
     return out
 
 
+def hash_for_request(path: str | os.PathLike[str], settings: Settings, **options: Any) -> dict[str, Any]:
+    """:func:`hash_file` for a server request: in one of the process's decode slots (DecodeBusy
+    when none frees up soon) and within the request's decode budget."""
+    from seawall.media.budget import request_decode
+
+    with request_decode(settings):
+        return hash_file(path, **options)
+
+
 def hash_file_or_error(path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
     """:func:`hash_file`, or ``{"path", "error"}`` for a file that cannot be hashed."""
     try:
@@ -113,5 +123,6 @@ __all__ = [
     "expand_paths",
     "hash_file",
     "hash_file_or_error",
+    "hash_for_request",
     "parse_signal_names",
 ]
