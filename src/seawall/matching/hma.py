@@ -39,12 +39,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.fetch import FetchError, FetchRefused, fetch_for_caller
+from seawall.fetch import FetchBusy, FetchError, FetchRefused, fetch_for_caller
 from seawall.lists import service as lists_service
 from seawall.lists.models import Entry, HashList
 from seawall.lists.records import EntryRecord
 from seawall.matching import service
 from seawall.matching.indexes import MatchIndexes
+from seawall.media.budget import DecodeBusy
 from seawall.media.errors import MediaError
 from seawall.signals.base import get_signal_type
 from seawall.web.deps import get_db, require
@@ -62,6 +63,12 @@ class _HmaRoute(APIRoute):
             except StarletteHTTPException as exc:
                 return JSONResponse(
                     {"message": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+                )
+            except (DecodeBusy, FetchBusy) as exc:  # no free decode slot (503), too many fetches (429)
+                busy = isinstance(exc, DecodeBusy)
+                retry = str(exc.retry_after) if isinstance(exc, DecodeBusy) else "1"
+                return JSONResponse(
+                    {"message": str(exc)}, status_code=503 if busy else 429, headers={"Retry-After": retry}
                 )
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
