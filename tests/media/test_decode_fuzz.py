@@ -17,6 +17,7 @@ from typing import Any
 
 import av
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -164,3 +165,14 @@ def test_the_frame_decoder_raises_only_media_errors(case: tuple[str, bytes]) -> 
 @given(st.binary(max_size=2048))
 def test_random_bytes_raise_only_media_errors(data: bytes) -> None:
     _only_media_errors(lambda p: hash_file(p, dihedral=True), "bin", data)
+
+
+def test_a_video_stream_with_an_unknown_codec_tag_is_a_media_error(tmp_path: Path) -> None:
+    """Found by the long fuzzing run: a mutated sample entry left PyAV without a codec context."""
+    data = seeds()["mp4"]
+    at = data.index(b"avc1", data.index(b"stsd"))
+    path = tmp_path / "unknown-codec.mp4"
+    path.write_bytes(data[:at] + b"zzzz" + data[at + 4 :])
+    with pytest.raises(MediaError) as caught:
+        hash_file(path)
+    assert caught.value.reason == "the video stream's codec is not supported"

@@ -274,6 +274,8 @@ def _stream_info(source: str, container: Any) -> tuple[Any, VideoInfo]:
         raise MediaError(source, "no video stream")
     stream = streams[0]
     ctx = stream.codec_context
+    if ctx is None:  # FFmpeg has no decoder for the stream's codec tag
+        raise MediaError(source, "the video stream's codec is not supported")
     width, height = int(ctx.width or 0), int(ctx.height or 0)
     _check_dims(source, width, height)
     rate = stream.average_rate or stream.base_rate
