@@ -249,3 +249,47 @@ def test_the_sync_fetcher_honours_the_minimum_rate_too(rate: float) -> None:
         with pytest.raises(FetchError, match=r"^too slow: \d+ bytes in 1\.\d s, under the minimum of 100 bytes/s$"):
             fetcher.fetch(slow.url)
         assert time.monotonic() - started < 5
+
+
+def test_the_async_fetcher_keeps_the_ssrf_rules_on_every_hop() -> None:
+    import asyncio
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from seawall.fetch import FetchRefused, SafeFetcher
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/away":
+                self.send_response(302)
+                self.send_header("Location", "http://10.0.0.1/inside")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = b"benign bytes"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        allowed = SafeFetcher(allow_networks=["127.0.0.0/8"], resolver=lambda host, port: ["127.0.0.1"])
+        fetched = asyncio.run(allowed.afetch(f"{base}/ok"))
+        assert (fetched.status, fetched.body, fetched.address) == (200, b"benign bytes", "127.0.0.1")
+        named = asyncio.run(allowed.afetch(f"http://files.example:{server.server_address[1]}/ok"))
+        assert named.body == b"benign bytes"  # a name, resolved (off the event loop) and pinned
+        with pytest.raises(FetchRefused, match=r"^refused: 10\.0\.0\.1 is not a public address$"):
+            asyncio.run(allowed.afetch(f"{base}/away"))
+        with pytest.raises(FetchRefused, match=r"^refused: 127\.0\.0\.1 is not a public address$"):
+            asyncio.run(SafeFetcher().afetch(f"{base}/ok"))
+        private_name = SafeFetcher(resolver=lambda host, port: ["192.168.1.20"])
+        with pytest.raises(FetchRefused, match=r"^refused: files\.example resolves to a non-public address$"):
+            asyncio.run(private_name.afetch("http://files.example/x"))
+    finally:
+        server.shutdown()
