@@ -176,3 +176,24 @@ def test_a_video_stream_with_an_unknown_codec_tag_is_a_media_error(tmp_path: Pat
     with pytest.raises(MediaError) as caught:
         hash_file(path)
     assert caught.value.reason == "the video stream's codec is not supported"
+
+
+def test_animations_cut_anywhere_are_media_errors(tmp_path: Path) -> None:
+    """Found by the long fuzzing run: a GIF cut inside its second frame raised IndexError from
+    Pillow's frame counting, and a corrupt later frame OSError from the delay pass."""
+    for name in ("gif-animated", "webp-animated"):
+        data = seeds()[name]
+        for end in range(6, len(data), max(1, len(data) // 150)):
+            path = tmp_path / f"{name}-{end}"
+            path.write_bytes(data[:end])
+            try:
+                hash_file(path, dihedral=True)
+            except MediaError as exc:
+                assert exc.reason.strip()
+    gif = seeds()["gif-animated"]
+    second = gif.index(b"\x2c", gif.index(b"\x21\xf9", gif.index(b"\x2c")))
+    path = tmp_path / "cut.gif"
+    path.write_bytes(gif[: second + 10])  # the second frame's descriptor, then nothing
+    with pytest.raises(MediaError) as caught:
+        hash_file(path)
+    assert caught.value.reason == "cannot read animated image: index out of range"

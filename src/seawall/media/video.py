@@ -171,8 +171,8 @@ def is_animated_image(path_or_bytes: PathLike | bytes | bytearray | memoryview) 
                 return bool(getattr(img, "is_animated", False))
         with Image.open(path_or_bytes) as img:
             return bool(getattr(img, "is_animated", False))
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise MediaError(source, f"cannot read animated image: {exc}") from None
+    except Exception as exc:  # any Pillow failure on hostile input (IndexError, EOFError…) is a clear error
+        raise MediaError(source, f"cannot read animated image: {_pil_reason(exc)}") from None
 
 
 def _source_name(path_or_bytes: object) -> str:
@@ -377,12 +377,25 @@ def _pil_open(source: str, path: PathLike) -> Image.Image:
         img.load()  # header parsed and first frame decoded: truncation surfaces here
     except MediaError:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError, EOFError) as exc:
-        raise MediaError(source, f"cannot decode animated image: {exc}") from None
+    except Exception as exc:  # any Pillow failure on hostile input is a clear error
+        raise MediaError(source, f"cannot decode animated image: {_pil_reason(exc)}") from None
     return img
 
 
 def _pil_info(source: str, img: Image.Image, kind: str, path: PathLike | None = None) -> tuple[VideoInfo, list[int]]:
+    try:
+        return _pil_info_unchecked(source, img, kind, path)
+    except MediaError:
+        raise
+    except Exception as exc:  # a corrupt frame met while reading delays
+        raise MediaError(source, f"cannot decode animated image: {_pil_reason(exc)}") from None
+
+
+def _pil_reason(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__)[:300]
+
+
+def _pil_info_unchecked(source: str, img: Image.Image, kind: str, path: PathLike | None) -> tuple[VideoInfo, list[int]]:
     _check_dims(source, img.width, img.height)
     n = int(getattr(img, "n_frames", 1))
     if n > get_settings().max_video_frames:
@@ -476,8 +489,10 @@ def _iter_pil(
                 if width or height:
                     rgb = rgb.resize((width or info.width, height or info.height), Image.Resampling.BOX)
                 yield Frame(number, _timestamp(number, info.frame_rate), np.asarray(rgb, dtype=np.uint8))
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise MediaError(source, f"corrupt animated image: {exc}") from None
+        except MediaError:
+            raise
+        except Exception as exc:  # any Pillow failure on hostile input is a clear error
+            raise MediaError(source, f"corrupt animated image: {_pil_reason(exc)}") from None
 
 
 # ---------------------------------------------------------------- public
