@@ -65,11 +65,8 @@ class _HmaRoute(APIRoute):
                     {"message": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
                 )
             except (DecodeBusy, FetchBusy) as exc:  # no free decode slot (503), too many fetches (429)
-                busy = isinstance(exc, DecodeBusy)
-                retry = str(exc.retry_after) if isinstance(exc, DecodeBusy) else "1"
-                return JSONResponse(
-                    {"message": str(exc)}, status_code=503 if busy else 429, headers={"Retry-After": retry}
-                )
+                status, retry = (503, str(exc.retry_after)) if isinstance(exc, DecodeBusy) else (429, "1")
+                return JSONResponse({"message": str(exc)}, status_code=status, headers={"Retry-After": retry})
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 where = ".".join(str(p) for p in first.get("loc", ()))
