@@ -73,13 +73,16 @@ def hash_file(
     media = detect_media(p)
     item = MediaItem(p, media, fast=fast, dihedral=dihedral, every_n_frames=every_n_frames)
     out: dict[str, Any] = {"path": str(path), "media": media}
-    crypto = tuple(n for n in names if n in ALGORITHMS)
-    if crypto:
-        file_digests(item, crypto)  # one read for all requested digests
-    for name in names:
-        st = get_signal_type(name)
-        if st.applies_to_item(item):
-            out.update(st.compute(item))
+    try:
+        crypto = tuple(n for n in names if n in ALGORITHMS)
+        if crypto:
+            file_digests(item, crypto)  # one read for all requested digests
+        for name in names:
+            st = get_signal_type(name)
+            if st.applies_to_item(item):
+                out.update(st.compute(item))
+    finally:
+        item.close()
     return out
 
 
