@@ -258,6 +258,26 @@ class Settings(BaseSettings):
     max_video_seconds: float = Field(4 * 3600.0, description="Longest video, in seconds, that is hashed.")
     max_video_pixels: int = Field(8192 * 8192, description="Largest video frame, in pixels.")
     max_video_frames: int = Field(1_000_000, description="Most frames hashed from one video.")
+    # decode budget and concurrency of the server (issue #10): what one request may cost
+    max_decode_pixels: int = Field(
+        400_000_000,
+        description="Most pixels one request may decode from an image or animated GIF/WebP, over all its frames; "
+        "checked from the headers before decoding and again while decoding (video: the max_video_* limits).",
+    )
+    max_animation_frames: int = Field(1000, description="Most frames hashed from one animated GIF/WebP.")
+    max_decode_seconds: float = Field(120.0, description="Longest time one request may spend decoding and hashing.")
+    decode_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 2,
+        description="Decodes one server process runs at once (default: the CPU count); more wait, then get 503.",
+    )
+    decode_wait_seconds: float = Field(
+        2.0, description="How long a request waits for a decode slot before the 503 (with Retry-After)."
+    )
+    fetch_per_key: int = Field(4, description="URL fetches one API key may have in flight at once; more get 429.")
+    fetch_min_bytes_per_second: float = Field(
+        1024.0, description="A fetch whose body arrives slower than this, after the grace period, is aborted."
+    )
+    fetch_rate_grace_seconds: float = Field(5.0, description="Seconds before the minimum transfer rate applies.")
 
     @property
     def effective_database_url(self) -> str:

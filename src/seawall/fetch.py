@@ -19,14 +19,17 @@ non-public address is refused without saying which address (DNS answers are not 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import functools
 import ipaddress
 import logging
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -192,35 +195,74 @@ class SafeTransport(httpx.BaseTransport):
         self._pools: dict[str, httpx.HTTPTransport] = {}
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        _check_scheme(url.scheme)
-        host = url.raw_host.decode("ascii")
-        if not host:
-            raise FetchRefused("refused: the URL has no host")
-        port = url.port or (443 if url.scheme == "https" else 80)
+        host, port = _request_host(request)
         address = self.rules.pin(host, port)
-        extensions: dict[str, Any] = dict(request.extensions)
-        if _literal(host) is None:
-            extensions["sni_hostname"] = host  # TLS: name and certificate are the host's, not the address's
-        pinned = httpx.Request(
-            request.method,
-            url.copy_with(host=str(address)),
-            headers=request.headers,  # the Host header names the original host
-            stream=request.stream,
-            extensions=extensions,
-        )
         pool = self._pools.get(host)
         if pool is None:
             pool = self._pools[host] = httpx.HTTPTransport(verify=self._verify, trust_env=False)
-        response = pool.handle_request(pinned)
+        response = pool.handle_request(_pinned_request(request, host, address))
         response.extensions[PEER_ADDRESS] = str(address)
-        if url.scheme == "https":
+        if request.url.scheme == "https":
             response.extensions[PEER_TLS] = tls_facts(response.extensions.get("network_stream"))
         return response
 
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
+        self._pools.clear()
+
+
+def _pinned_request(request: httpx.Request, host: str, address: IPAddress) -> httpx.Request:
+    """``request`` sent to the checked ``address``, with the Host header and TLS server name of ``host``."""
+    extensions: dict[str, Any] = dict(request.extensions)
+    if _literal(host) is None:
+        extensions["sni_hostname"] = host  # TLS: name and certificate are the host's, not the address's
+    return httpx.Request(
+        request.method,
+        request.url.copy_with(host=str(address)),
+        headers=request.headers,  # the Host header names the original host
+        stream=request.stream,
+        extensions=extensions,
+    )
+
+
+def _request_host(request: httpx.Request) -> tuple[str, int]:
+    url = request.url
+    _check_scheme(url.scheme)
+    host = url.raw_host.decode("ascii")
+    if not host:
+        raise FetchRefused("refused: the URL has no host")
+    return host, url.port or (443 if url.scheme == "https" else 80)
+
+
+class AsyncSafeTransport(httpx.AsyncBaseTransport):
+    """:class:`SafeTransport` for asyncio: the same rules and pinning; name lookups run in the event
+    loop's executor, so a fetch never holds a thread of the web server's pool while it waits."""
+
+    def __init__(self, rules: AddressRules, *, verify: ssl.SSLContext | bool = True) -> None:
+        self.rules = rules
+        self._verify = _default_tls() if verify is True else verify
+        self._pools: dict[str, httpx.AsyncHTTPTransport] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host, port = _request_host(request)
+        if _literal(host) is not None:
+            address = self.rules.check_address(host)
+        else:
+            loop = asyncio.get_running_loop()
+            address = await loop.run_in_executor(None, self.rules.pin, host, port)
+        pool = self._pools.get(host)
+        if pool is None:
+            pool = self._pools[host] = httpx.AsyncHTTPTransport(verify=self._verify, trust_env=False)
+        response = await pool.handle_async_request(_pinned_request(request, host, address))
+        response.extensions[PEER_ADDRESS] = str(address)
+        if request.url.scheme == "https":
+            response.extensions[PEER_TLS] = tls_facts(response.extensions.get("network_stream"))
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.aclose()
         self._pools.clear()
 
 
@@ -314,6 +356,8 @@ class SafeFetcher:
         resolver: Resolver | None = None,
         user_agent: str = "Seawall",
         verify: ssl.SSLContext | bool = True,
+        min_rate: float = 0.0,
+        rate_grace: float = 5.0,
     ) -> None:
         self.rules = AddressRules(allow_networks, resolver)
         self.max_bytes = max_bytes
@@ -321,6 +365,8 @@ class SafeFetcher:
         self.max_redirects = max_redirects
         self.user_agent = user_agent
         self.verify = verify
+        self.min_rate = min_rate  # bytes/s a body must average once the grace period is over (0: no minimum)
+        self.rate_grace = rate_grace
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SafeFetcher:
@@ -329,7 +375,117 @@ class SafeFetcher:
             max_bytes=settings.fetch_max_bytes,
             timeout=settings.fetch_timeout_seconds,
             max_redirects=settings.fetch_max_redirects,
+            min_rate=settings.fetch_min_bytes_per_second,
+            rate_grace=settings.fetch_rate_grace_seconds,
         )
+
+    def _too_slow(self, received: int, started: float) -> FetchError:
+        elapsed = time.monotonic() - started
+        return FetchError(
+            f"too slow: {received} bytes in {elapsed:.1f} s, under the minimum of {self.min_rate:g} bytes/s"
+        )
+
+    def _rate_due(self, received: int, started: float) -> float:
+        """When the next byte must have arrived for the body to keep the minimum average rate."""
+        if self.min_rate <= 0:
+            return float("inf")
+        return max(started + self.rate_grace, started + (received + 1) / self.min_rate)
+
+    def _build(
+        self, client: httpx.Client | httpx.AsyncClient, url: str, headers: Mapping[str, str] | None, remaining: float
+    ) -> httpx.Request:
+        try:
+            return client.build_request(
+                "GET",
+                url,
+                headers={"user-agent": self.user_agent, "accept": "*/*", **(headers or {})},
+                extensions={"timeout": httpx.Timeout(remaining).as_dict()},
+            )
+        except httpx.InvalidURL as exc:
+            raise FetchRefused(f"refused: not a valid URL ({exc})") from None
+
+    def _send_error(self, exc: httpx.HTTPError, url: str) -> FetchError:
+        if isinstance(exc, httpx.TimeoutException):
+            return FetchError(f"timed out after {self.timeout:g} s")
+        if isinstance(exc, httpx.ConnectError):
+            kind = FetchUnreachable if _unreachable(exc) else FetchError
+            return kind(f"cannot fetch {redact_url(url)}: {exc}")
+        return FetchError(f"cannot fetch {redact_url(url)}: {exc}")
+
+    def _next_hop(self, response: httpx.Response, current: str, redirects: list[str]) -> str:
+        if len(redirects) >= self.max_redirects:
+            raise FetchRefused(f"refused: more than {self.max_redirects} redirects")
+        target = urljoin(current, response.headers.get("location", ""))
+        redirects.append(target)
+        return target
+
+    def _check_declared(self, response: httpx.Response) -> None:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise FetchRefused(f"refused: {declared} bytes is over the {self.max_bytes}-byte limit")
+
+    @staticmethod
+    def _fetched(response: httpx.Response, url: str, body: bytes, redirects: list[str]) -> Fetched:
+        return Fetched(
+            url=url,
+            status=response.status_code,
+            content_type=response.headers.get("content-type", ""),
+            body=body,
+            address=str(response.extensions[PEER_ADDRESS]),
+            redirects=tuple(redirects),
+            headers=tuple(response.headers.multi_items()),
+            tls=response.extensions.get(PEER_TLS),
+        )
+
+    async def afetch(self, url: str, *, headers: Mapping[str, str] | None = None) -> Fetched:
+        """:meth:`fetch` on the event loop: waiting on a slow server holds no thread. A body slower
+        than ``min_rate`` on average, after ``rate_grace`` seconds, is aborted."""
+        deadline = time.monotonic() + self.timeout
+        redirects: list[str] = []
+        current = url
+        async with safe_async_client(self.rules, timeout=self.timeout, verify=self.verify) as client:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise FetchError(f"timed out after {self.timeout:g} s")
+                request = self._build(client, current, headers, remaining)
+                try:
+                    response = await client.send(request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise self._send_error(exc, current) from None
+                try:
+                    if response.is_redirect:
+                        current = self._next_hop(response, current, redirects)
+                        continue
+                    body = await self._aread_body(response, deadline, current)
+                finally:
+                    await response.aclose()
+                return self._fetched(response, current, body, redirects)
+
+    async def _aread_body(self, response: httpx.Response, deadline: float, url: str) -> bytes:
+        self._check_declared(response)
+        body = bytearray()
+        started = time.monotonic()
+        chunks = response.aiter_bytes().__aiter__()
+        try:
+            while True:
+                due = min(deadline, self._rate_due(len(body), started))
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), timeout=max(due - time.monotonic(), 0.0))
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise FetchError(f"timed out after {self.timeout:g} s") from None
+                    raise self._too_slow(len(body), started) from None
+                body.extend(chunk)
+                if len(body) > self.max_bytes:
+                    raise FetchRefused(f"refused: the body is over the {self.max_bytes}-byte limit")
+        except httpx.TimeoutException:
+            raise FetchError(f"timed out after {self.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise FetchError(f"cannot fetch {redact_url(url)}: {exc}") from None
+        return bytes(body)
 
     def check_address(self, text: str) -> IPAddress:
         return self.rules.check_address(text)
@@ -346,59 +502,100 @@ class SafeFetcher:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise FetchError(f"timed out after {self.timeout:g} s")
-                try:
-                    request = client.build_request(
-                        "GET",
-                        current,
-                        headers={"user-agent": self.user_agent, "accept": "*/*", **(headers or {})},
-                        extensions={"timeout": httpx.Timeout(remaining).as_dict()},
-                    )
-                except httpx.InvalidURL as exc:
-                    raise FetchRefused(f"refused: not a valid URL ({exc})") from None
+                request = self._build(client, current, headers, remaining)
                 try:
                     response = client.send(request, stream=True)
-                except httpx.TimeoutException:
-                    raise FetchError(f"timed out after {self.timeout:g} s") from None
-                except httpx.ConnectError as exc:
-                    kind = FetchUnreachable if _unreachable(exc) else FetchError
-                    raise kind(f"cannot fetch {redact_url(current)}: {exc}") from None
                 except httpx.HTTPError as exc:
-                    raise FetchError(f"cannot fetch {redact_url(current)}: {exc}") from None
+                    raise self._send_error(exc, current) from None
                 try:
                     if response.is_redirect:
-                        if len(redirects) >= self.max_redirects:
-                            raise FetchRefused(f"refused: more than {self.max_redirects} redirects")
-                        current = urljoin(current, response.headers.get("location", ""))
-                        redirects.append(current)
+                        current = self._next_hop(response, current, redirects)
                         continue
                     body = self._read_body(response, deadline, current)
                 finally:
                     response.close()
-                return Fetched(
-                    url=current,
-                    status=response.status_code,
-                    content_type=response.headers.get("content-type", ""),
-                    body=body,
-                    address=str(response.extensions[PEER_ADDRESS]),
-                    redirects=tuple(redirects),
-                    headers=tuple(response.headers.multi_items()),
-                    tls=response.extensions.get(PEER_TLS),
-                )
+                return self._fetched(response, current, body, redirects)
 
     def _read_body(self, response: httpx.Response, deadline: float, url: str) -> bytes:
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise FetchRefused(f"refused: {declared} bytes is over the {self.max_bytes}-byte limit")
+        self._check_declared(response)
         body = bytearray()
+        started = time.monotonic()
         try:
             for chunk in response.iter_bytes():
                 body.extend(chunk)
                 if len(body) > self.max_bytes:
                     raise FetchRefused(f"refused: the body is over the {self.max_bytes}-byte limit")
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     raise FetchError(f"timed out after {self.timeout:g} s")
+                # Checked as bytes arrive (a blocking read cannot be interrupted without a thread).
+                if now > self._rate_due(len(body) - 1, started):
+                    raise self._too_slow(len(body), started)
         except httpx.TimeoutException:
             raise FetchError(f"timed out after {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise FetchError(f"cannot fetch {redact_url(url)}: {exc}") from None
         return bytes(body)
+
+
+def safe_async_client(
+    rules: AddressRules,
+    *,
+    timeout: httpx.Timeout | float,
+    follow_redirects: bool = False,
+    max_redirects: int = 5,
+    verify: ssl.SSLContext | bool = True,
+) -> httpx.AsyncClient:
+    """:func:`safe_client` for asyncio (through :class:`AsyncSafeTransport`)."""
+    return httpx.AsyncClient(
+        transport=AsyncSafeTransport(rules, verify=verify),
+        trust_env=False,
+        timeout=timeout,
+        follow_redirects=follow_redirects,
+        max_redirects=max_redirects,
+    )
+
+
+# ---------------------------------------------------------------- fetches on behalf of API callers
+
+
+class FetchBusy(Exception):
+    """A caller already has as many URL fetches in flight as it may (answered 429)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"too many URL fetches in flight for this key (the limit is {limit}); retry when one ends")
+
+
+class CallerFetches:
+    """URL fetches in flight per caller, in this process."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, int] = {}
+        self._lock = threading.Lock()  # several apps (event loops) may share the process
+
+    @contextlib.asynccontextmanager
+    async def slot(self, caller: str, limit: int) -> AsyncIterator[None]:
+        with self._lock:
+            if self.active.get(caller, 0) >= limit:
+                raise FetchBusy(limit)
+            self.active[caller] = self.active.get(caller, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self.active[caller] - 1
+                if left:
+                    self.active[caller] = left
+                else:
+                    del self.active[caller]
+
+
+caller_fetches = CallerFetches()
+
+
+async def fetch_for_caller(settings: Settings, url: str, caller: str) -> Fetched:
+    """Fetch ``url`` for an API caller: on the event loop, within the caller's share of fetches in
+    flight (:class:`FetchBusy` beyond it) and the minimum transfer rate."""
+    async with caller_fetches.slot(caller, settings.fetch_per_key):
+        return await SafeFetcher.from_settings(settings).afetch(url)

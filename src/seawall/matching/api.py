@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.fetch import FetchError, SafeFetcher
+from seawall.fetch import Fetched, FetchError, fetch_for_caller
 from seawall.matching import policies, service, webhooks
 from seawall.matching.indexes import MatchIndexes
 from seawall.matching.schemas import (
@@ -81,11 +81,11 @@ def spooled_upload(upload: UploadFile, settings: Settings) -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
-def hash_path(path: Path, label: str) -> dict[str, Any]:
-    from seawall.signals.hashing import hash_file
+def hash_path(path: Path, label: str, settings: Settings) -> dict[str, Any]:
+    from seawall.signals.hashing import hash_for_request
 
     try:
-        hashed = hash_file(path, dihedral=True)
+        hashed = hash_for_request(path, settings, dihedral=True)
     except MediaError as exc:
         raise HTTPException(422, f"{label}: {exc.reason}") from None
     hashed["path"] = label
@@ -113,8 +113,9 @@ def _respond(outcome: service.MatchOutcome, signals: dict[str, Any] | None = Non
 
 @router.post("/hash", summary="Signals of an uploaded file (the `seawall hash` shape)")
 def hash_upload(file: UploadFile, request: Request, _: Principal = Depends(require("hash"))) -> dict[str, Any]:
-    with spooled_upload(file, _settings(request)) as path:
-        return hash_path(path, file.filename or "upload")
+    settings = _settings(request)
+    with spooled_upload(file, settings) as path:
+        return hash_path(path, file.filename or "upload", settings)
 
 
 @router.post("/match", response_model=MatchOut, summary="Match an uploaded file, JSON signals, or a fetched URL")
@@ -127,34 +128,40 @@ async def match(request: Request, principal: Principal = Depends(require("match"
             raise HTTPException(422, "multipart requests carry the content in the field 'file'")
         lists = [str(v) for v in form.getlist("lists")] or None
         return await run_in_threadpool(_match_upload, request, principal, upload, lists)  # type: ignore[arg-type]
-    return await run_in_threadpool(_match_json, request, principal, await request.body())
+    body = await run_in_threadpool(_parse_match, await request.body())  # a big JSON body parses off the loop
+    fetched = None
+    if body.url and not body.signals:  # fetched on the event loop: a slow server holds no thread
+        try:
+            fetched = await fetch_for_caller(_settings(request), body.url, service.caller_key(principal))
+        except FetchError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return await run_in_threadpool(_match_json, request, principal, body, fetched)
 
 
 def _match_upload(request: Request, principal: Principal, upload: UploadFile, lists: list[str] | None) -> MatchOut:
     settings = _settings(request)
     with spooled_upload(upload, settings) as path:
-        hashed = hash_path(path, upload.filename or "upload")
+        hashed = hash_path(path, upload.filename or "upload", settings)
     return _run(request.app.state, principal, service.Query.from_hash(hashed), lists, None, hashed)
 
 
-def _match_json(request: Request, principal: Principal, raw: bytes) -> MatchOut:
+def _parse_match(raw: bytes) -> MatchRequest:
     try:
-        body = MatchRequest.model_validate_json(raw)
+        return MatchRequest.model_validate_json(raw)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    if body.url and not body.signals:
+
+
+def _match_json(request: Request, principal: Principal, body: MatchRequest, fetched: Fetched | None) -> MatchOut:
+    if body.url and fetched is not None:
         settings = _settings(request)
-        try:
-            fetched = SafeFetcher.from_settings(settings).fetch(body.url)
-        except FetchError as exc:
-            raise HTTPException(422, str(exc)) from None
         if fetched.status != 200:
             raise HTTPException(422, f"fetching {body.url} answered HTTP {fetched.status}")
         fd, name = tempfile.mkstemp(prefix="seawall-fetch-")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(fetched.body)
-            hashed = hash_path(Path(name), fetched.url)
+            hashed = hash_path(Path(name), fetched.url, settings)
         finally:
             Path(name).unlink(missing_ok=True)
         query = service.Query.from_hash(hashed)

@@ -39,12 +39,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.fetch import FetchError, FetchRefused, SafeFetcher
+from seawall.fetch import FetchBusy, FetchError, FetchRefused, fetch_for_caller
 from seawall.lists import service as lists_service
 from seawall.lists.models import Entry, HashList
 from seawall.lists.records import EntryRecord
 from seawall.matching import service
 from seawall.matching.indexes import MatchIndexes
+from seawall.media.budget import DecodeBusy
 from seawall.media.errors import MediaError
 from seawall.signals.base import get_signal_type
 from seawall.web.deps import get_db, get_read_db, raw_body, require
@@ -64,6 +65,9 @@ class _HmaRoute(APIRoute):
                 return JSONResponse(
                     {"message": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
                 )
+            except (DecodeBusy, FetchBusy) as exc:  # no free decode slot (503), too many fetches (429)
+                status, retry = (503, str(exc.retry_after)) if isinstance(exc, DecodeBusy) else (429, "1")
+                return JSONResponse({"message": str(exc)}, status_code=status, headers={"Retry-After": retry})
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 where = ".".join(str(p) for p in first.get("loc", ()))
@@ -148,13 +152,15 @@ def _requested_types(content_type: str, types: str | None) -> list[str]:
     return wanted
 
 
-def _hash_path(path: Path, label: str, content_type: str, types: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
+def _hash_path(
+    path: Path, label: str, content_type: str, types: list[str], settings: Settings
+) -> tuple[dict[str, str], dict[str, Any]]:
     """HMA-named signals of a file, plus Seawall's hash object (with PDQ's 8 dihedral variants)."""
-    from seawall.signals.hashing import hash_file
+    from seawall.signals.hashing import hash_for_request
 
     needed = sorted({SIGNAL_NAMES[t] for t in types})
     try:
-        hashed = hash_file(path, needed, dihedral="pdq" in needed)
+        hashed = hash_for_request(path, settings, signals=needed, dihedral="pdq" in needed)
     except MediaError as exc:
         raise _error(400, f"cannot hash {label}: {exc.reason}") from None
     out: dict[str, str] = {}
@@ -193,14 +199,15 @@ def _content_type_of(header: str, override: str | None) -> str:
     )
 
 
-def _hash_url(
-    settings: Settings, url: str, content_type: str | None, types: str | None
+async def _hash_url(
+    settings: Settings, url: str, content_type: str | None, types: str | None, principal: Principal
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """Fetch with the SSRF-safe fetcher (HMA fetches whatever the client names; Seawall will not)."""
+    """Fetch with the SSRF-safe fetcher (HMA fetches whatever the client names; Seawall will not), on
+    the event loop within the caller's share of fetches; hash in the thread pool."""
     if content_type is not None:
         _requested_types(content_type, types)  # refuse a bad request before fetching
     try:
-        fetched = SafeFetcher.from_settings(settings).fetch(url)
+        fetched = await fetch_for_caller(settings, url, service.caller_key(principal))
     except FetchRefused as exc:
         status = 413 if "limit" in str(exc) else 400
         raise _error(
@@ -212,8 +219,12 @@ def _hash_url(
         raise _error(400, f"Failed to fetch URL: HTTP {fetched.status}")
     kind = _content_type_of(fetched.content_type, content_type)
     wanted = _requested_types(kind, types)
-    with _temporary(fetched.body) as path:
-        return _hash_path(path, fetched.url, kind, wanted)
+
+    def work() -> tuple[dict[str, str], dict[str, Any]]:
+        with _temporary(fetched.body) as path:
+            return _hash_path(path, fetched.url, kind, wanted, settings)
+
+    return await run_in_threadpool(work)
 
 
 async def _hash_form(request: Request) -> tuple[dict[str, str], dict[str, Any], dict[str, str]]:
@@ -239,7 +250,7 @@ async def _hash_form(request: Request) -> tuple[dict[str, str], dict[str, Any], 
                     if size > settings.max_file_bytes:
                         raise _error(413, "Content too large")
                     out.write(chunk)
-            return _hash_path(Path(name), upload.filename or "upload", content_type, wanted)
+            return _hash_path(Path(name), upload.filename or "upload", content_type, wanted, settings)
         finally:
             Path(name).unlink(missing_ok=True)
 
@@ -248,16 +259,16 @@ async def _hash_form(request: Request) -> tuple[dict[str, str], dict[str, Any], 
 
 
 @router.get("/h/hash", summary="HMA: fetch a URL and return its signals")
-def hma_hash_url(
+async def hma_hash_url(
     request: Request,
     url: str | None = None,
     content_type: str | None = None,
     types: str | None = None,
-    _: Principal = Depends(require("hash")),
+    principal: Principal = Depends(require("hash")),
 ) -> dict[str, str]:
     if not url:
         raise _error(400, "url is required")
-    return _hash_url(_settings(request), url, content_type, types)[0]
+    return (await _hash_url(_settings(request), url, content_type, types, principal))[0]
 
 
 @router.post("/h/hash", summary="HMA: hash an uploaded file (the form field names the content type)")
@@ -375,7 +386,7 @@ def hma_raw_lookup(
 
 
 @router.get("/m/lookup", summary="HMA: bank matches of a signal, or of a URL the server fetches")
-def hma_lookup(
+async def hma_lookup(
     request: Request,
     url: str | None = None,
     content_type: str | None = None,
@@ -390,15 +401,16 @@ def hma_lookup(
     _bool(bypass_coinflip)
     wanted = _banks_param(banks)
     if url:
-        hmas, hashed = _hash_url(_settings(request), url, content_type, types)
-        body, outcome = _lookup_by_file(request, principal, hmas, hashed, wanted)
+        hmas, hashed = await _hash_url(_settings(request), url, content_type, types, principal)
+        body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted)
         if signal_type is not None:  # HMA elides the outer object when a signal type is named
             body = body.get(signal_type, {})
         return JSONResponse(body, headers=_headers(outcome))
     if not signal or not signal_type:
         raise _error(400, "Either url or both signal and signal_type are required")
     name, value = _validated_signal(signal_type, signal)
-    outcome, ids = _match(request, principal, service.Query(signals={name: [value]}), wanted)
+    query = service.Query(signals={name: [value]})
+    outcome, ids = await run_in_threadpool(_match, request, principal, query, wanted)
     return JSONResponse(_by_bank(outcome, ids, name), headers=_headers(outcome))
 
 
@@ -742,12 +754,12 @@ async def hma_content_add(
     if url:
         body = await run_in_threadpool(_json_object, await request.body(), False) if is_json else {}
         metadata, note = _check_metadata(body.get("metadata")), _check_note(body.get("note"))
-        hmas, _ = await run_in_threadpool(
-            _hash_url,
+        hmas, _ = await _hash_url(
             _settings(request),
             url,
             request.query_params.get("content_type"),
             request.query_params.get("types"),
+            actor,
         )
     elif request.headers.get("content-type", "").startswith("multipart/form-data"):
         hmas, _, fields = await _hash_form(request)

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from seawall.media.budget import current_budget
 from seawall.media.errors import MediaError
 
 PDQ_SAMPLE: Final = 512
@@ -141,7 +142,17 @@ def open_image(
                 f"image is {width}x{height} = {width * height} pixels, over the limit of "
                 f"{max_pixels} (decompression bomb?)",
             )
+        budget = current_budget()
+        if budget is not None:
+            budget.check_declared(label, width, height)  # the first frame; animations are checked by vPDQ
     return img
+
+
+def _charge(img: Image.Image, name: str) -> None:
+    """Count the pixels of the frame about to be decoded against the request's budget."""
+    budget = current_budget()
+    if budget is not None and getattr(img, "_im", None) is None:  # not decoded yet
+        budget.charge(name, img.width * img.height)
 
 
 def load_image(
@@ -155,6 +166,7 @@ def load_image(
     label = source_name(source, name)
     img = open_image(source, name=label, max_pixels=max_pixels, max_file_bytes=max_file_bytes)
     with _decoding(label):
+        _charge(img, label)
         img.load()
     return img
 
@@ -229,6 +241,7 @@ def pdq_pixels(img: Image.Image, *, name: str = "<image>", fast: bool = False) -
         if fast and img.format in _JPEG_LIKE and (width > PDQ_SAMPLE or height > PDQ_SAMPLE):
             img.draft(img.mode, (PDQ_SAMPLE, PDQ_SAMPLE))
             width, height = img.size
+        _charge(img, name)
         img.load()
         if width <= PDQ_SAMPLE and height <= PDQ_SAMPLE:
             out = _to_rgb_array(img)
@@ -246,5 +259,6 @@ def pdq_pixels(img: Image.Image, *, name: str = "<image>", fast: bool = False) -
 def first_frame_rgb(img: Image.Image, *, name: str = "<image>") -> npt.NDArray[np.uint8]:
     """Full-resolution RGB pixels of the current frame (for thumbnails and rendering)."""
     with _decoding(name):
+        _charge(img, name)
         img.load()
         return np.ascontiguousarray(_to_rgb_array(img), dtype=np.uint8)

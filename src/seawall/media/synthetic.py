@@ -6,6 +6,8 @@ flat shapes: landscapes-and-patterns, never anything else, and fully determined 
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -31,3 +33,16 @@ def benign_image(seed: int, width: int = 640, height: int = 480, *, noise: float
         else:
             draw.rectangle((x0, y0, x1, y1), fill=colour)
     return image
+
+
+def canvas_bomb_gif(side: int, frames: int, delay_ms: int = 40) -> bytes:
+    """A tiny animated GIF (about 23 bytes a frame) on a ``side`` x ``side`` canvas: each frame is
+    one white pixel, but a decoder composites it on the whole canvas. For tests of decode budgets."""
+    if not 1 <= side <= 0xFFFF or frames < 1:
+        raise ValueError(f"side must be 1-65535 and frames at least 1, got {side} and {frames}")
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", side, side, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff")
+    for i in range(frames):
+        out += b"\x21\xf9\x04\x00" + struct.pack("<H", delay_ms // 10) + b"\x00\x00"  # graphic control
+        out += b"\x2c" + struct.pack("<HHHHB", i % side, i % side, 1, 1, 0)  # a 1x1 image at (i, i)
+        out += b"\x02\x02\x4c\x01\x00"  # LZW, 2-bit codes: clear, colour 1, end
+    return bytes(out + b"\x3b")

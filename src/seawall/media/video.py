@@ -37,6 +37,7 @@ from av.video.reformatter import Colorspace, VideoReformatter
 from PIL import Image, ImageSequence
 
 from seawall.config import get_settings
+from seawall.media.budget import current_budget
 from seawall.media.errors import MediaError
 
 PathLike = str | os.PathLike[str]
@@ -170,8 +171,8 @@ def is_animated_image(path_or_bytes: PathLike | bytes | bytearray | memoryview) 
                 return bool(getattr(img, "is_animated", False))
         with Image.open(path_or_bytes) as img:
             return bool(getattr(img, "is_animated", False))
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise MediaError(source, f"cannot read animated image: {exc}") from None
+    except Exception as exc:  # any Pillow failure on hostile input (IndexError, EOFError…) is a clear error
+        raise MediaError(source, f"cannot read animated image: {_pil_reason(exc)}") from None
 
 
 def _source_name(path_or_bytes: object) -> str:
@@ -273,6 +274,8 @@ def _stream_info(source: str, container: Any) -> tuple[Any, VideoInfo]:
         raise MediaError(source, "no video stream")
     stream = streams[0]
     ctx = stream.codec_context
+    if ctx is None:  # FFmpeg has no decoder for the stream's codec tag
+        raise MediaError(source, "the video stream's codec is not supported")
     width, height = int(ctx.width or 0), int(ctx.height or 0)
     _check_dims(source, width, height)
     rate = stream.average_rate or stream.base_rate
@@ -300,6 +303,7 @@ def _iter_av(
     height: int | None,
 ) -> Iterator[Frame]:
     settings = get_settings()
+    budget = current_budget()
     with _open_container(source, path) as container:
         stream, info = _stream_info(source, container)
         step = _frame_step(info.frame_rate, every_n_frames, seconds_per_frame)
@@ -314,6 +318,8 @@ def _iter_av(
                 for frame in packet.decode():
                     number = decoded
                     decoded += 1
+                    if budget is not None:
+                        budget.check_time(source)
                     if frame.width * frame.height > settings.max_video_pixels:
                         _check_dims(source, frame.width, frame.height)
                     # Checked on every decoded frame, hashed or not: headers can lie about length.
@@ -358,26 +364,105 @@ def _src_range(frame: Any) -> str:
 def _pil_open(source: str, path: PathLike) -> Image.Image:
     try:
         img = Image.open(path)
+        budget = current_budget()
+        if budget is not None:
+            # Every frame is composited on the whole canvas: refuse a bomb before decoding any of it.
+            try:
+                _check_dims(source, img.width, img.height)
+                budget.check_declared(source, img.width, img.height, int(getattr(img, "n_frames", 1)))
+                budget.charge(source, img.width * img.height)
+            except MediaError:
+                img.close()
+                raise
         img.load()  # header parsed and first frame decoded: truncation surfaces here
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise MediaError(source, f"cannot decode animated image: {exc}") from None
+    except MediaError:
+        raise
+    except Exception as exc:  # any Pillow failure on hostile input is a clear error
+        raise MediaError(source, f"cannot decode animated image: {_pil_reason(exc)}") from None
     return img
 
 
-def _pil_info(source: str, img: Image.Image, kind: str) -> tuple[VideoInfo, list[int]]:
+def _pil_info(source: str, img: Image.Image, kind: str, path: PathLike | None = None) -> tuple[VideoInfo, list[int]]:
+    try:
+        return _pil_info_unchecked(source, img, kind, path)
+    except MediaError:
+        raise
+    except Exception as exc:  # a corrupt frame met while reading delays
+        raise MediaError(source, f"cannot decode animated image: {_pil_reason(exc)}") from None
+
+
+def _pil_reason(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__)[:300]
+
+
+def _pil_info_unchecked(source: str, img: Image.Image, kind: str, path: PathLike | None) -> tuple[VideoInfo, list[int]]:
     _check_dims(source, img.width, img.height)
     n = int(getattr(img, "n_frames", 1))
     if n > get_settings().max_video_frames:
         raise MediaError(source, f"{n} frames, over the limit of {get_settings().max_video_frames}")
-    delays = []
-    for i in range(n):
-        img.seek(i)
-        delays.append(int(img.info.get("duration") or 0) or _GIF_DEFAULT_DELAY_MS)
-    img.seek(0)
+    found = _gif_delays(path) if kind == "gif" and path is not None else None
+    if found is not None and len(found) == n:
+        delays = [d or _GIF_DEFAULT_DELAY_MS for d in found]
+    else:
+        # Pillow's seek decodes each frame: twice the work, so only where the headers cannot be read.
+        delays = []
+        for i in range(n):
+            img.seek(i)
+            delays.append(int(img.info.get("duration") or 0) or _GIF_DEFAULT_DELAY_MS)
+        img.seek(0)
     duration = sum(delays) / 1000.0
     _check_duration(source, duration)
     fps = n / duration
     return VideoInfo(duration, img.width, img.height, fps, n, kind, kind), delays
+
+
+def _gif_delays(path: PathLike) -> list[int] | None:
+    """Each frame's delay in ms (0 when it has none) from the GIF's blocks, without decoding any
+    pixels; as Pillow reads them (a frame's graphic control extension, else nothing). None when the
+    block structure is not what this walker expects: the caller then asks Pillow."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None
+    if len(data) < 13:
+        return None
+    pos = 13
+    if data[10] & 0x80:  # global colour table
+        pos += 3 << ((data[10] & 7) + 1)
+    delays: list[int] = []
+    pending = 0
+    try:
+        while pos < len(data):
+            marker = data[pos]
+            pos += 1
+            if marker == 0x3B:  # trailer
+                break
+            if marker == 0x21:  # extension: label, then sub-blocks
+                label = data[pos]
+                pos += 1
+                first = True
+                while (size := data[pos]) != 0:
+                    if first and label == 0xF9 and size >= 3:
+                        pending = int.from_bytes(data[pos + 2 : pos + 4], "little") * 10
+                    first = False
+                    pos += 1 + size
+                pos += 1
+            elif marker == 0x2C:  # image descriptor, optional local colour table, LZW data
+                flags = data[pos + 8]
+                pos += 9
+                if flags & 0x80:
+                    pos += 3 << ((flags & 7) + 1)
+                pos += 1  # LZW minimum code size
+                while (size := data[pos]) != 0:
+                    pos += 1 + size
+                pos += 1
+                delays.append(pending)
+                pending = 0
+            else:
+                return None
+    except IndexError:
+        return None
+    return delays
 
 
 def _iter_pil(
@@ -390,19 +475,24 @@ def _iter_pil(
     height: int | None,
 ) -> Iterator[Frame]:
     img = _pil_open(source, path)
+    budget = current_budget()
     with img:
-        info, _ = _pil_info(source, img, kind)
+        info, _ = _pil_info(source, img, kind, path)
         step = _frame_step(info.frame_rate, every_n_frames, seconds_per_frame)
         try:
             for number, frame in enumerate(ImageSequence.Iterator(img)):
+                if budget is not None and number:  # the first frame was decoded (and charged) on opening
+                    budget.charge(source, info.width * info.height)
                 if number % step:
                     continue
                 rgb = frame.convert("RGB")  # composited frame, palette resolved, alpha dropped
                 if width or height:
                     rgb = rgb.resize((width or info.width, height or info.height), Image.Resampling.BOX)
                 yield Frame(number, _timestamp(number, info.frame_rate), np.asarray(rgb, dtype=np.uint8))
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise MediaError(source, f"corrupt animated image: {exc}") from None
+        except MediaError:
+            raise
+        except Exception as exc:  # any Pillow failure on hostile input is a clear error
+            raise MediaError(source, f"corrupt animated image: {_pil_reason(exc)}") from None
 
 
 # ---------------------------------------------------------------- public
@@ -414,7 +504,7 @@ def probe(path: PathLike) -> VideoInfo:
     kind = _animated_kind(head)
     if kind is not None:
         with _pil_open(source, path) as img:
-            return _pil_info(source, img, kind)[0]
+            return _pil_info(source, img, kind, path)[0]
     with _open_container(source, path) as container:
         return _stream_info(source, container)[1]
 

@@ -51,6 +51,13 @@ class MediaItem:
     def name(self) -> str:
         return str(self.path)
 
+    def close(self) -> None:
+        """Let go of the decoded image and its pixels now rather than when collected."""
+        image = self.__dict__.pop("image", None)
+        self.__dict__.pop("pdq_pixels", None)
+        if image is not None:
+            image.close()
+
     @cached_property
     def image(self) -> Image.Image:
         """The opened image (first frame); only for ``media == "image"``."""

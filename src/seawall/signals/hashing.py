@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from seawall.config import Settings
 from seawall.media.errors import MediaError
 from seawall.signals.base import BYTES, IMAGE, VIDEO, MediaItem, get_signal_type
 from seawall.signals.crypto import ALGORITHMS, file_digests
@@ -72,14 +73,26 @@ def hash_file(
     media = detect_media(p)
     item = MediaItem(p, media, fast=fast, dihedral=dihedral, every_n_frames=every_n_frames)
     out: dict[str, Any] = {"path": str(path), "media": media}
-    crypto = tuple(n for n in names if n in ALGORITHMS)
-    if crypto:
-        file_digests(item, crypto)  # one read for all requested digests
-    for name in names:
-        st = get_signal_type(name)
-        if st.applies_to_item(item):
-            out.update(st.compute(item))
+    try:
+        crypto = tuple(n for n in names if n in ALGORITHMS)
+        if crypto:
+            file_digests(item, crypto)  # one read for all requested digests
+        for name in names:
+            st = get_signal_type(name)
+            if st.applies_to_item(item):
+                out.update(st.compute(item))
+    finally:
+        item.close()
     return out
+
+
+def hash_for_request(path: str | os.PathLike[str], settings: Settings, **options: Any) -> dict[str, Any]:
+    """:func:`hash_file` for a server request: in one of the process's decode slots (DecodeBusy
+    when none frees up soon) and within the request's decode budget."""
+    from seawall.media.budget import request_decode
+
+    with request_decode(settings):
+        return hash_file(path, **options)
 
 
 def hash_file_or_error(path: str | os.PathLike[str], **options: Any) -> dict[str, Any]:
@@ -113,5 +126,6 @@ __all__ = [
     "expand_paths",
     "hash_file",
     "hash_file_or_error",
+    "hash_for_request",
     "parse_signal_names",
 ]

@@ -27,7 +27,9 @@ from seawall import migrate
 from seawall.auth.permissions import Principal
 from seawall.config import Settings, get_settings
 from seawall.db import make_engine, make_sessionmaker
+from seawall.fetch import FetchBusy
 from seawall.matching.indexes import MatchIndexes
+from seawall.media.budget import DecodeBusy
 from seawall.web.csrf import csrf_token, persist_anon_cookie
 from seawall.web.deps import LoginRequired, ops_principal, require_ops
 from seawall.web.errors import BAD_INPUT, bad_input
@@ -159,6 +161,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     for kind, _status, _message in BAD_INPUT:
         app.add_exception_handler(kind, _bad_input)
+
+    @app.exception_handler(DecodeBusy)
+    async def _decode_busy(request: Request, exc: DecodeBusy) -> Response:
+        return error_response(request, 503, str(exc), {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(FetchBusy)
+    async def _fetch_busy(request: Request, exc: FetchBusy) -> Response:
+        return error_response(request, 429, str(exc), {"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
