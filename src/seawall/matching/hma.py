@@ -114,6 +114,14 @@ def _bool(text: str | None, default: bool = False) -> bool:
     raise _error(400, "invalid boolean parameter - prefer true/false")
 
 
+def _loads(raw: str | bytes, message: str) -> Any:
+    """Parsed JSON, or a 400 saying ``message`` (nesting past the recursion limit included)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _error(400, message) from None
+
+
 def _seawall_signal(hma_name: str) -> str:
     name = SIGNAL_NAMES.get(hma_name.strip().lower())
     if name is None:
@@ -407,10 +415,7 @@ async def hma_lookup_upload(
 
 @router.post("/m/compare", summary="HMA: compare pairs of signals")
 async def hma_compare(request: Request, _: Principal = Depends(require("match"))) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"null")
-    except ValueError:
-        raise _error(400, "Request input was not a dict") from None
+    body = _loads(await request.body() or b"null", "Request input was not a dict")
     if not isinstance(body, dict):
         raise _error(400, "Request input was not a dict")
     out: dict[str, Any] = {}
@@ -474,7 +479,7 @@ def _get_bank(db: Session, principal: Principal, name: str, message: str | None 
 def _ratio(value: Any) -> float:
     try:
         ratio = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float range
         raise _error(400, f"Invalid float: '{value}'") from None
     if not 0.0 <= ratio <= 1.0:
         raise _error(400, "enabled_ratio must be between 0.0 and 1.0")
@@ -495,10 +500,7 @@ async def _json_object(request: Request, required: bool = True) -> dict[str, Any
     raw = await request.body()
     if not raw and not required:
         return {}
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError:
-        raise _error(400, "the request body is not valid JSON") from None
+    body = _loads(raw or b"null", "the request body is not valid JSON")
     if not isinstance(body, dict):
         if not required and body is None:
             return {}
@@ -745,10 +747,7 @@ async def hma_content_add(
         hmas, _, fields = await _hash_form(request)
         meta: dict[str, Any] = {k: fields[k] for k in ("content_id", "content_uri") if fields.get(k)}
         if fields.get("metadata"):  # Coop sends the metadata's ``json`` part as a JSON form field
-            try:
-                meta["json"] = json.loads(fields["metadata"])
-            except ValueError:
-                raise _error(400, "metadata should be a json object") from None
+            meta["json"] = _loads(fields["metadata"], "metadata should be a json object")
         metadata, note = _check_metadata(meta or None), _check_note(fields.get("note"))
     else:
         raise _error(400, "Neither `url` nor multipart file upload was received")
@@ -779,7 +778,7 @@ async def hma_content_update(
     if "disable_until_ts" in body:
         try:
             until = int(body["disable_until_ts"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 reads as infinity
             raise _error(400, f"Invalid int: '{body['disable_until_ts']}'") from None
         if until < 0:
             raise _error(400, "disable_until_ts must be a non-negative integer")
