@@ -143,7 +143,7 @@ XML_ATTACKS = [
 ]
 
 
-@fuzz(150)
+@fuzz(60)
 @example(body=XML_ATTACKS[0])
 @example(body=XML_ATTACKS[1])
 @example(body=XML_ATTACKS[2])
@@ -185,7 +185,7 @@ def stopncii_pages(draw: st.DrawFn) -> bytes:
 json_noise = st.one_of(json_values.map(dumps), deep_json).map(lambda t: t.encode("utf-8", errors="surrogatepass"))
 
 
-@fuzz(150)
+@fuzz(60)
 @example(body=b'{"hashRecords": [], "hasMoreRecords": false, "nextSetTimestamp": 1e400}')
 @example(body=b"[" * 5000 + b"]" * 5000)
 @example(body=b'[{"hashRecords": []}]')
@@ -227,7 +227,7 @@ def feed_pages(draw: st.DrawFn) -> bytes:
     return dumps(page).encode("utf-8", errors="surrogatepass")
 
 
-@fuzz(150)
+@fuzz(60)
 @example(body=b'{"changes": ["x"], "next_since": 1, "more": false}')
 @example(body=b'{"changes": [{"op": "add", "entry": {"signal_type": 5, "value": "x"}}], "next_since": 1, "more": 0}')
 @example(body=b'{"changes": [], "next_since": 1e400, "more": false}')
@@ -243,7 +243,7 @@ def test_feed_pages_give_batches_or_an_exchange_error(source: tuple[str, Answer]
 # ---- a list file, at a path and at a URL ---------------------------------------------------------------------
 
 
-@fuzz(100)
+@fuzz(40)
 @given(
     body=st.one_of(*(documents_and_noise(d) for d in DOCUMENTS.values())),
     by_url=st.booleans(),

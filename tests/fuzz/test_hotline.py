@@ -89,7 +89,7 @@ page_urls = st.sampled_from(
 )
 
 
-@fuzz(300)
+@fuzz(150)
 @example(html='<base href="http://[::1/"><img src="a.png">', page_url="https://site.example/")
 @example(html="<style>" + "a{" * 3000, page_url="https://site.example/")
 @given(html=pages, page_url=page_urls)
@@ -101,14 +101,14 @@ def test_the_page_parser_finds_absolute_media_urls_and_never_raises(html: str, p
     assert all(c.found_as in ("img", "srcset", "source", "video", "link", "css") for c in found)
 
 
-@fuzz(200)
+@fuzz(100)
 @given(value=st.one_of(odd_text, st.text(max_size=80)), inline=st.booleans())
 def test_srcset_and_css_urls_read_any_text(value: str, inline: bool) -> None:
     assert all(u and not u[0].isspace() and not u.endswith(",") for u in srcset_urls(value))
     assert all(isinstance(u, str) for u in css_urls(value, inline=inline))
 
 
-@fuzz(200)
+@fuzz(100)
 @example(body=b"\xff\x80abc", content_type="text/html; charset=idna")
 @example(body=b"\xff\x80abc", content_type="text/html; charset=punycode")
 @example(body=b"abc", content_type="text/html; charset=undefined")
@@ -149,7 +149,7 @@ def cidr_files(draw: st.DrawFn) -> bytes:
     return "\n".join(lines).encode("utf-8", errors="surrogatepass")
 
 
-@fuzz(250)
+@fuzz(120)
 @given(data=documents_and_noise(cidr_files()))
 def test_a_cidr_file_loads_or_is_refused_naming_the_line(data: bytes) -> None:
     try:
@@ -189,7 +189,7 @@ def contact_files(draw: st.DrawFn) -> bytes:
     return "\n".join(lines).encode("utf-8", errors="surrogatepass")
 
 
-@fuzz(60)
+@fuzz(25)
 @example(data=b"asn,name,abuse_email\n64500,Host\x00Ltd,abuse@host.example\n")
 @example(data=b"asn,name,abuse_email\n64500,Host,ab\x00use@host.example\n")
 @given(data=documents_and_noise(contact_files()))
@@ -282,7 +282,7 @@ def _deep(depth: int) -> Any:
     return value
 
 
-@fuzz(40)
+@fuzz(15)
 @example(signature="é" * 8, deep=False)
 @example(signature="AAAA", deep=True)
 @given(signature=st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["é" * 8, "AAAA", ""])), deep=st.booleans())
@@ -321,7 +321,7 @@ def _check_one(
         assert database_state(engine) == before
 
 
-@fuzz(60)
+@fuzz(25)
 @given(data=st.data(), hashes=st.tuples(md5s, sha1s, sha256s, pdqs), forged=st.integers(0, 9))
 def test_signed_mutated_referrals_are_taken_or_refused_cleanly(
     engine: Engine,

@@ -86,7 +86,7 @@ def hma_bodies(draw: st.DrawFn) -> bytes:
     return dumps(draw(wrong_typed(nearly))).encode("utf-8", errors="surrogatepass")
 
 
-@fuzz(40)
+@fuzz(20)
 @example(route=ROUTES[1], body=b'{"enabled_ratio": ' + b"1" * 400 + b"}")
 @example(route=ROUTES[3], body=b'{"disable_until_ts": 1e400}')
 @example(route=ROUTES[0], body=deeply_nested(3000).encode())
@@ -170,7 +170,7 @@ YAML_ATTACKS = [
 ]
 
 
-@fuzz(60)
+@fuzz(30)
 @example(text=YAML_ATTACKS[0])
 @example(text=YAML_ATTACKS[1])
 @example(text=YAML_ATTACKS[2])
@@ -203,7 +203,7 @@ def test_a_policies_file_applies_or_is_refused_with_a_policy_error_and_writes_no
         assert all(isinstance(p.position, int) for p in policies.list_policies(session))
 
 
-@fuzz(10)
+@fuzz(3)
 @given(pdq=pdqs)
 def test_a_valid_policies_file_round_trips_through_dump_yaml(engine: Engine, pdq: str) -> None:
     text = (
