@@ -10,19 +10,21 @@ from contextlib import contextmanager
 from typing import Any
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 @contextmanager
-def serve(app: Any, port: int | None = None) -> Iterator[str]:
-    """Run an ASGI ``app`` with uvicorn in a thread on loopback (on ``port``, or a free one); yields its base URL."""
+def serve(app: Any, port: int | None = None, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run an ASGI ``app`` with uvicorn in a thread on loopback (``host``, another 127.x address for a
+    second "machine"; on ``port``, or a free one); yields its base URL."""
     import uvicorn
 
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    assert host.startswith("127."), "test servers listen on loopback only"
+    port = port or free_port(host)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -31,7 +33,7 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

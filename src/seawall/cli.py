@@ -33,7 +33,7 @@ DOMAIN_CLIS = [
     "seawall.hotline.cli",
 ]
 # Each domain that seeds demo data exposes ``seed_demo(session, console) -> None`` in its ``demo`` module.
-DEMO_SEEDERS = ["seawall.auth.demo", "seawall.matching.demo"]
+DEMO_SEEDERS = ["seawall.auth.demo", "seawall.matching.demo", "seawall.hotline.demo"]
 
 
 def _version(value: bool) -> None:

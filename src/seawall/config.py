@@ -141,6 +141,47 @@ class Settings(BaseSettings):
     referral_sweep_cron: str = Field(
         "* * * * *", description="When the worker re-queues due deliveries and sends referred cases' status."
     )
+    # hotline: notice and takedown (XARF notices to hosts, re-checks until removed, escalation)
+    notice_from: str | None = Field(
+        None, description="From address of notices; also the contact (and its domain) the XARF report names."
+    )
+    notice_smtp_host: str | None = Field(None, description="SMTP server notices are sent through.")
+    notice_smtp_port: int = Field(587, ge=1, le=65535, description="Its port.")
+    notice_smtp_starttls: str = Field(
+        "required", pattern="^(required|opportunistic|off)$", description="STARTTLS: required, opportunistic or off."
+    )
+    notice_smtp_ca_file: Path | None = Field(
+        None, description="CA bundle the SMTP server's certificate is checked against (default: the system's)."
+    )
+    notice_smtp_user: str | None = Field(None, description="SMTP login name (none: no login).")
+    notice_smtp_password: SecretStr | None = Field(
+        None, description="SMTP password, sealed (`seawall notices seal-password` prints the sealed:… value)."
+    )
+    notice_smtp_password_file: Path | None = Field(
+        None, description="File holding the SMTP password (0600; refused if others may read it)."
+    )
+    notice_timeout_seconds: float = Field(30.0, description="Time an SMTP server or a host's API has to answer.")
+    notice_retry_base_seconds: float = Field(
+        60.0, description="First retry delay of a notice that could not be sent; doubles each attempt (6 h at most)."
+    )
+    notice_max_attempts: int = Field(10, ge=1, description="Send attempts before a notice is marked failed.")
+    notice_recheck_schedule: str = Field(
+        "3600,21600,86400",
+        pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
+        description="Seconds after sending of each re-check; then the last one repeats (1 h, 6 h, 24 h, daily).",
+    )
+    notice_reminder_after_seconds: float = Field(
+        2 * 86400.0, description="A notice still not acted on this long after sending gets a reminder."
+    )
+    notice_escalate_after_seconds: float = Field(
+        7 * 86400.0, description="A notice still not acted on this long after sending is escalated to law enforcement."
+    )
+    notice_escalation_folder: Path | None = Field(
+        None, description="Escalation writes the case's law-enforcement package into a new folder here (none: no file)."
+    )
+    notice_sweep_cron: str = Field(
+        "* * * * *", description="When the worker picks up notices due to be sent or re-checked (a crashed worker's)."
+    )
     # hotline: tracing (where content is hosted, who to tell); offline unless RDAP is turned on
     trace_mmdb_country: Path | None = Field(
         None, description="MaxMind-format .mmdb giving an address's country (GeoLite2/DB-IP Country, or combined)."
@@ -196,6 +237,20 @@ class Settings(BaseSettings):
     )
     thumbnail_size: int = Field(256, description="Longest side of a thumbnail (one tile of a video's strip), px.")
     thumbnail_blur: float = Field(8.0, description="Gaussian blur radius of thumbnails, in thumbnail pixels.")
+
+    # request bodies (issue #10): caps by route in src/seawall/web/limits.py; uploads are capped at
+    # max_file_bytes plus the multipart envelope, console and public forms at 128 KiB
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, description="Largest JSON body of an API call (bulk routes and uploads have their own caps)."
+    )
+    max_bulk_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        description="Largest body of a bulk API call: entries added or retired, report batches, referrals, text "
+        "matching.",
+    )
+    max_import_bytes: int = Field(
+        256 * 1024 * 1024, description="Largest list file uploaded to POST /v1/lists/{name}/import."
+    )
 
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")

@@ -392,6 +392,11 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/cases/{reference}", "reports:read", _url("/v1/cases/C-00000-00000")),
     Route("GET", "/v1/assessments", "reports:read", _url("/v1/assessments", params={"state": "submitted"})),
     Route("GET", "/c/content_type", "lists:read", _url("/c/content_type")),
+    # the hotline: notices to hosts (analysts read, senior analysts act)
+    Route("GET", "/v1/notices", "reports:read", _url("/v1/notices", params={"state": "sent"})),
+    Route("GET", "/v1/notices/{notice_id}", "reports:read", _url("/v1/notices/999999")),
+    Route("POST", "/v1/notices/{notice_id}/recheck", "qa", _url("/v1/notices/999999/recheck")),
+    Route("POST", "/v1/notices/{notice_id}/close", "qa", _url("/v1/notices/999999/close", json={})),
     # the hotline: tracing (the abuse-contact directory)
     Route("GET", "/v1/hosts", "admin", _url("/v1/hosts")),
     Route("GET", "/v1/hosts/{host_id}", "admin", _url("/v1/hosts/1")),

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.servers import child_environment
 
 from seawall.auth import audit
 from seawall.auth.permissions import SYSTEM
 from seawall.config import Settings
 from seawall.db import make_engine, make_sessionmaker
 from seawall.tasks import build_huey, cron
+from servers import child_environment
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 

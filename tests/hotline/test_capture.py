@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import numpy as np
 import pytest
@@ -34,7 +33,6 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from tests.servers import child_environment
 from typer.testing import CliRunner
 
 from seawall.auth import service as auth_service
@@ -51,81 +49,8 @@ from seawall.lists import service as lists_service
 from seawall.lists.records import EntryRecord
 from seawall.media.synthetic import benign_image
 from seawall.signals.hashing import hash_file
-from servers import free_port, serve
-
-# ---------------------------------------------------------------- benign media
-
-
-def _encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format=fmt, **options)
-    return out.getvalue()
-
-
-def png(seed: int, w: int = 120, h: int = 90) -> bytes:
-    return _encode(benign_image(seed, w, h), "PNG")
-
-
-def jpeg(seed: int, w: int = 120, h: int = 90, quality: int = 90) -> bytes:
-    return _encode(benign_image(seed, w, h), "JPEG", quality=quality)
-
-
-def mp4(seed: int) -> bytes:
-    """Two seconds of benign scenes, a key frame every 0.5 s (four scenes, four key frames)."""
-    out = io.BytesIO()
-    with av.open(out, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
-        stream.options = {"g": "5", "keyint_min": "5", "sc_threshold": "0"}
-        for i in range(20):
-            frame = av.VideoFrame.from_image(benign_image(seed * 10 + i // 5, 160, 120))
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return out.getvalue()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# ---------------------------------------------------------------- the test host
-
-
-class Host:
-    """A tiny ASGI web host: path (with query) -> (status, headers, body); change it mid-test."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.url = ""
-
-    def page(self, path: str, html: str, **headers: str) -> None:
-        self.routes[path] = (200, {"content-type": "text/html; charset=utf-8", **headers}, html.encode())
-
-    def file(self, path: str, body: bytes, content_type: str = "application/octet-stream") -> None:
-        self.routes[path] = (200, {"content-type": content_type}, body)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        query = scope.get("query_string", b"").decode()
-        path = scope["path"] + (f"?{query}" if query else "")
-        self.requests.append((path, {k.decode(): v.decode() for k, v in scope["headers"]}))
-        status, headers, body = self.routes.get(path, (404, {"content-type": "text/html"}, b"<h1>Not found</h1>"))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+from servers import child_environment, free_port, serve
+from webhost import Host, encode, jpeg, mp4, png, sha
 
 
 @pytest.fixture
@@ -208,7 +133,7 @@ def build_gallery(host: Host) -> Gallery:
     inline = png(12, 48, 48)
     for path, body in g.media.items():
         host.file(path, body, "text/html" if path.startswith("/view") else "application/octet-stream")
-    host.file("/img/spacer.gif", _encode(Image.new("P", (1, 1)), "GIF"))
+    host.file("/img/spacer.gif", encode(Image.new("P", (1, 1)), "GIF"))
     host.file("/img/notes.png", b"benign notes, not a picture at all")
     data_url = "data:image/png;base64," + base64.b64encode(inline).decode()
     host.page(
@@ -560,7 +485,7 @@ def test_already_assessed_content_is_inherited_never_queued_again(
         assessment_id = confirm(session, settings, graded.id)
 
     recompressed = jpeg(21, 160, 120, quality=80)  # the same picture, other bytes
-    smaller = _encode(benign_image(21, 160, 120).resize((150, 112), Image.Resampling.LANCZOS), "PNG")
+    smaller = encode(benign_image(21, 160, 120).resize((150, 112), Image.Resampling.LANCZOS), "PNG")
     fresh = png(23, 160, 120)
     for path, body in [("/2/a.jpg", recompressed), ("/2/b.png", meadow), ("/2/c.png", fresh), ("/2/d.png", smaller)]:
         host.file(path, body)

@@ -214,3 +214,54 @@ def test_reports_cli(tmp_path: Path, database_url: str, monkeypatch: pytest.Monk
     shown = runner.invoke(cli_app, ["reports", "show", lines[0]["reference"].lower()])
     assert shown.exit_code == 0 and f"case: {lines[0]['case']} (open); public status: received" in shown.output
     reset_settings()
+
+
+def test_matches_a_policy_sends_to_review_become_hotline_reports_once_per_content_and_caller(
+    client: TestClient, db: Session, scheduled: list[int]
+) -> None:
+    from seawall.lists import service as lists_service
+    from seawall.lists.records import EntryRecord
+    from seawall.matching import policies
+
+    known_a, known_c = "a" * 32, "c" * 32
+    hashes = lists_service.create_list(db, SYSTEM, name="known", kind="hash")
+    lists_service.add_entries(
+        db, SYSTEM, hashes, [EntryRecord("md5", known_a, category="A"), EntryRecord("md5", known_c)]
+    )
+    urls = lists_service.create_list(db, SYSTEM, name="known-urls", kind="url")
+    lists_service.add_entries(db, SYSTEM, urls, [EntryRecord("url", "https://pics.example/album/9")])
+    words = lists_service.create_list(db, SYSTEM, name="terms", kind="keyword")
+    lists_service.add_entries(db, SYSTEM, words, [EntryRecord("keyword", "benignterm")])
+    policies.upsert_policy(
+        db, SYSTEM, name="to-review", position=10, conditions={}, actions=[{"type": "review", "queue": "default"}]
+    )
+    db.commit()
+    client.app.state.match_indexes.refresh()  # type: ignore[attr-defined]
+    platform = _key(db, "platform", ["match"])
+    other = _key(db, "other-platform", ["match"])
+
+    for headers in (platform, platform, other):  # the second is a repeat: the same report
+        answer = client.get("/v1/match", params={"signal_type": "md5", "value": known_a}, headers=headers)
+        assert [a["type"] for a in answer.json()["actions"]] == ["review"]
+    client.get("/v1/match", params={"signal_type": "md5", "value": known_c}, headers=platform)
+    client.post("/v1/match/url", json={"url": "https://PICS.example/album/9"}, headers=platform)
+    text_match = client.post("/v1/match/text", json={"text": "a benignterm here"}, headers=platform).json()
+    assert [m["list"] for m in text_match["matches"]] == ["terms"]  # matched, but nothing to report
+
+    db.rollback()
+    rows = db.scalars(select(Report).order_by(Report.id)).all()
+    assert [(r.channel, r.partner, r.url, r.urgent) for r in rows] == [
+        ("match", "key:platform", None, True),  # category A goes first
+        ("match", "key:other-platform", None, True),
+        ("match", "key:platform", None, False),
+        ("match", "key:platform", "https://PICS.example/album/9", False),
+    ]
+    signals = [
+        [(s.signal_type, s.value) for s in db.scalars(select(ReportSignal).where(ReportSignal.report_id == r.id))]
+        for r in rows
+    ]
+    assert signals == [[("md5", known_a)], [("md5", known_a)], [("md5", known_c)], []]
+    assert rows[0].description.startswith("rule 'to-review' (position 10) → review: list=known")
+    cases = {c.id: c.kind for c in db.scalars(select(Case))}
+    assert sorted(cases.values()) == ["hashes", "hashes", "hashes", "url"]
+    assert scheduled == [rows[3].case_id]  # the URL's page is captured

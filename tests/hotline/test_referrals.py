@@ -34,7 +34,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from tests.servers import child_environment
 from typer.testing import CliRunner
 
 from seawall.auth import audit
@@ -58,7 +57,7 @@ from seawall.hotline.models import (
 from seawall.media.synthetic import benign_image
 from seawall.signals.hashing import hash_file
 from seawall.web.app import create_app
-from servers import free_port, serve
+from servers import child_environment, free_port, serve
 
 LOOPBACK = ["127.0.0.0/8"]
 REFERRAL_KEYS = {"type", "version", "uid", "created_at", "sender", "recipient", "url", "case", "hosting", "capture"}
@@ -336,6 +335,14 @@ def test_a_case_referred_to_a_second_seawall_becomes_a_report_there_and_its_stat
             "age_band": "11-13",
             "sex": "girl",
             "flags": ["self_generated"],
+        }
+        # The same assessment in the schemes partners speak (docs/classification.md).
+        assert document["classification"]["schemes"] == {
+            "uk_category": "B",
+            "age_band": "11-13",
+            "industry": "B1",
+            "interpol": "baseline",
+            "project_vic": 1,
         }
         assert document["hosting"]["country"] == "NL" and document["capture"]["http_status"] == 200
         assert partner_accepts(signing.public_key_text(a.settings), {"document": document, "signature": out.signature})

@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from tests.servers import child_environment
 
 from receivers import Receiver, receiver_accepts
 from seawall.auth import service as auth_service
@@ -31,6 +30,7 @@ from seawall.db import make_sessionmaker, transaction
 from seawall.lists import service as lists_service
 from seawall.matching import webhooks
 from seawall.matching.models import WebhookDelivery
+from servers import child_environment
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import event, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -333,14 +334,33 @@ def api_key_principal(factory: Callable[[], Session], secret: str) -> Principal:
 
 
 def _touch_api_key(factory: Callable[[], Session], key_id: int) -> None:
-    """Record a key's last use: best effort, in a transaction whose first statement writes (so SQLite
-    waits for the lock instead of failing), and never at the cost of the request."""
+    """Record a key's last use: best effort, and never at the cost of the request. It runs inside
+    authentication, so it does not wait for a lock: when another writer holds SQLite's write lock
+    (or PostgreSQL's lock on the key's row) it is skipped, and the next check of the key, a few
+    seconds on, tries again."""
+    with factory() as session:
+        bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
     try:
-        with factory() as session:
-            session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
-            session.commit()
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            waited = 0
+            if sqlite:
+                # Per connection, not per transaction: set back before the connection returns to the pool.
+                waited = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0)
+                connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+            else:
+                connection.exec_driver_sql("SET LOCAL lock_timeout = '100ms'")
+            try:
+                connection.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+                connection.commit()
+            finally:
+                if sqlite:
+                    connection.rollback()
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {waited}")
+                    connection.commit()
     except OperationalError as exc:
-        log.warning("could not record the last use of API key %s: %s", key_id, exc)
+        log.info("last use of API key %s not recorded now (the database is busy): %s", key_id, exc)
 
 
 def authenticate_api_key(session: Session, secret: str) -> ApiKey:

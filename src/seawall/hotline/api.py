@@ -1,5 +1,5 @@
-"""Routes of the hotline API under /v1: reports (intake), hosts (tracing), assessment and QA, referrals
-and partner hotlines."""
+"""Routes of the hotline API under /v1: reports (intake), hosts (tracing), assessment and QA, notices
+to hosts, referrals and partner hotlines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
-from seawall.hotline import assessment, classification, intake, partners, referrals, signing, tracing
+from seawall.hotline import assessment, classification, intake, notices, partners, referrals, signing, tracing
 from seawall.hotline.models import ASSESSMENT_STATES, Assessment, Case, Host, QaDecision
 from seawall.hotline.schemas import (
     AssessmentCreate,
@@ -21,6 +21,9 @@ from seawall.hotline.schemas import (
     ClassificationOut,
     HostList,
     HostOut,
+    NoticeClose,
+    NoticeDetail,
+    NoticeOut,
     PartnerCreate,
     PartnerCreated,
     PartnerOut,
@@ -551,3 +554,81 @@ def list_assessments(
     qa = assessment.qa_decisions(db, [r.id for r in rows])
     refs = assessment.case_references(db, rows)
     return [_assessment_out(r, qa.get(r.id, []), refs.get(r.case_id or 0)) for r in rows]
+
+
+# ---- notices to hosts ------------------------------------------------------------------------------
+
+
+def _notice_detail(db: Session, notice_id: int) -> NoticeDetail:
+    try:
+        notice = notices.get_notice(db, notice_id)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return NoticeDetail(**notices.as_dict(*notices.with_case(db, notice), document=True))
+
+
+@router.get("/notices", response_model=list[NoticeOut], tags=["notices"], summary="Notices to hosts, newest first")
+def list_notices(
+    state: str | None = Query(None, description="pending, sent, failed, removed, escalated, closed"),
+    case: str | None = Query(None, description="A case's reference"),
+    channel: str | None = Query(None, description="smtp or api"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("reports:read")),
+) -> list[NoticeOut]:
+    _readable(principal)
+    try:
+        rows = notices.list_notices(db, state=state, case=case, channel=channel, limit=limit, offset=offset)
+    except notices.NoticeError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return [NoticeOut(**notices.as_dict(n, c, h)) for n, c, h in rows]
+
+
+@router.get(
+    "/notices/{notice_id}", response_model=NoticeDetail, tags=["notices"], summary="A notice, with its XARF report"
+)
+def show_notice(
+    notice_id: int, db: Session = Depends(get_db), principal: Principal = Depends(require("reports:read"))
+) -> NoticeDetail:
+    _readable(principal)
+    return _notice_detail(db, notice_id)
+
+
+@router.post(
+    "/notices/{notice_id}/recheck",
+    response_model=NoticeDetail,
+    status_code=202,
+    tags=["notices"],
+    summary="Re-check a notice's content now (the worker does it)",
+)
+def recheck_notice(
+    notice_id: int, db: Session = Depends(get_db), principal: Principal = Depends(require("qa"))
+) -> NoticeDetail:
+    try:
+        notices.request_recheck(db, principal, notice_id)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except notices.NoticeError as exc:
+        raise HTTPException(409, str(exc)) from None
+    db.commit()
+    return _notice_detail(db, notice_id)
+
+
+@router.post(
+    "/notices/{notice_id}/close", response_model=NoticeDetail, tags=["notices"], summary="Stop following a notice"
+)
+def close_notice(
+    notice_id: int,
+    body: NoticeClose,
+    db: Session = Depends(get_db),
+    principal: Principal = Depends(require("qa")),
+) -> NoticeDetail:
+    try:
+        notices.close(db, principal, notice_id, body.comment)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except notices.NoticeError as exc:
+        raise HTTPException(409, str(exc)) from None
+    db.commit()
+    return _notice_detail(db, notice_id)

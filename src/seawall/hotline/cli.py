@@ -1,6 +1,6 @@
 """The hotline from the command line, the same services as the API: `seawall reports …` (intake),
-`seawall hosts …` (tracing), `seawall partners …` and `seawall referrals …` (partner hotlines,
-referrals, the law-enforcement export)."""
+`seawall hosts …` (tracing), `seawall notices …` (notice and takedown), `seawall partners …` and
+`seawall referrals …` (partner hotlines, referrals, the law-enforcement export)."""
 
 from __future__ import annotations
 
@@ -578,8 +578,117 @@ def capture_command(
         raise typer.Exit(1)
 
 
+# ---- notices ---------------------------------------------------------------------------------------
+
+notices_app = typer.Typer(
+    help="Notices to hosts: list, show, send, re-check, sweep; seal the SMTP password.", no_args_is_help=True
+)
+
+
+def _notice_json(notice_id: int, document: bool = False) -> str:
+    from seawall.hotline import notices
+
+    with default_sessionmaker(writes=False)() as session:
+        try:
+            notice = notices.get_notice(session, notice_id)
+        except LookupError as exc:
+            raise _fail(str(exc)) from None
+        return json.dumps(notices.as_dict(*notices.with_case(session, notice), document=document), default=str)
+
+
+@notices_app.command("ls")
+def notices_ls(
+    state: str | None = typer.Option(None, help="pending, sent, failed, removed, escalated or closed."),
+    case: str | None = typer.Option(None, help="Only this case's (C-…)."),
+    limit: int = typer.Option(50, help="How many, newest first."),
+) -> None:
+    """Notices, newest first: case, recipient, state, checks, takedown time."""
+    from seawall.hotline import notices
+
+    with default_sessionmaker(writes=False)() as session:
+        try:
+            rows = notices.list_notices(session, state=state, case=case, limit=limit)
+        except notices.NoticeError as exc:
+            raise _fail(str(exc)) from None
+        table = Table("id", "case", "state", "channel", "recipient", "sent", "checks", "takedown (s)", "last error")
+        for notice, found, _ in rows:
+            table.add_row(
+                str(notice.id),
+                found.reference,
+                notice.state,
+                notice.channel,
+                notice.recipient or "-",
+                notice.sent_at.strftime("%Y-%m-%d %H:%M") if notice.sent_at else "-",
+                str(notice.checks),
+                str(notice.takedown_seconds) if notice.takedown_seconds is not None else "-",
+                notice.last_error[:60],
+            )
+    out.print(table)
+
+
+@notices_app.command("show")
+def notices_show(notice_id: int = typer.Argument(..., help="The notice's id.")) -> None:
+    """One notice as JSON, with the XARF report it carries."""
+    print(_notice_json(notice_id, document=True))
+
+
+@notices_app.command("send")
+def notices_send(notice_id: int = typer.Argument(..., help="The notice's id.")) -> None:
+    """Send a pending or failed notice now (a fresh budget of attempts); prints the notice as JSON."""
+    from seawall.hotline import notices
+
+    factory = default_sessionmaker()
+    try:
+        with transaction(factory) as session:
+            notices.retry(session, cli_principal(), notice_id, queue=False)
+    except LookupError as exc:
+        raise _fail(str(exc)) from None
+    except notices.NoticeError as exc:
+        raise _fail(str(exc)) from None
+    notices.send(factory, get_settings(), notice_id)
+    print(_notice_json(notice_id))
+
+
+@notices_app.command("recheck")
+def notices_recheck(notice_id: int = typer.Argument(..., help="The notice's id.")) -> None:
+    """Re-check a sent notice's content now; prints the notice as JSON (state removed if it is gone)."""
+    from seawall.hotline import notices
+
+    factory = default_sessionmaker()
+    try:
+        with transaction(factory) as session:
+            notices.request_recheck(session, cli_principal(), notice_id, queue=False)
+    except LookupError as exc:
+        raise _fail(str(exc)) from None
+    except notices.NoticeError as exc:
+        raise _fail(str(exc)) from None
+    notices.recheck(factory, get_settings(), notice_id)
+    print(_notice_json(notice_id))
+
+
+@notices_app.command("sweep")
+def notices_sweep() -> None:
+    """What the worker does every minute: address waiting notices, queue the sends and re-checks due."""
+    from seawall.hotline import notices
+
+    report = notices.sweep(default_sessionmaker(), get_settings())
+    print(json.dumps({"routed": report.routed, "sends": report.sends, "checks": report.checks}))
+
+
+@notices_app.command("seal-password")
+def notices_seal_password() -> None:
+    """Read the SMTP password from standard input; print the sealed value for SEAWALL_NOTICE_SMTP_PASSWORD."""
+    from seawall.hotline import mail
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise _fail("no password on standard input")
+    print(mail.seal_password(get_settings(), password))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(reports_app, name="reports")
+    app.add_typer(notices_app, name="notices")
     app.add_typer(partners_app, name="partners")
     app.add_typer(referrals_app, name="referrals")
     app.add_typer(hosts_app, name="hosts")

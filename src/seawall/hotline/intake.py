@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -38,6 +40,7 @@ from seawall.hotline.models import (
 from seawall.lists.urls import normalize_url
 from seawall.secrets import decrypt_secret, encrypt_secret
 
+log = logging.getLogger(__name__)
 # Crockford's base32 without I, L, O, U: read aloud or typed from paper without confusion.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # Cases that are still being worked on: a new report of the same URL joins them.
@@ -174,11 +177,18 @@ def _existing(session: Session, partner: str, external_id: str) -> Report | None
 
 
 def submit(
-    session: Session, settings: Settings, actor: Principal, report: ReportIn, *, partner: str | None = None
+    session: Session,
+    settings: Settings,
+    actor: Principal,
+    report: ReportIn,
+    *,
+    partner: str | None = None,
+    capture: bool = True,
 ) -> Submitted:
     """Take a report in (the caller commits). ``partner``: who filed it, for a partner's own look-ups
     and resubmissions (a report with the same ``external_id`` from the same partner is the same
-    report). A new URL case is captured once the transaction commits (``capture.schedule``)."""
+    report). A new URL case is captured once the transaction commits (``capture.schedule``), unless
+    ``capture`` is False (demo data, whose example URLs cannot be fetched)."""
     cleaned, url_key = _clean(report)
     if partner is not None and cleaned.external_id is not None:
         found = _existing(session, partner, cleaned.external_id)
@@ -246,10 +256,10 @@ def submit(
         },
     )
     session.flush()
-    if new_case and case.kind == "url":
-        from seawall.hotline import capture
+    if capture and new_case and case.kind == "url":
+        from seawall.hotline import capture as capturing
 
-        capture.schedule_after_commit(session, case.id)
+        capturing.schedule_after_commit(session, case.id)
     return Submitted(row, case, pin, created=True, new_case=new_case)
 
 
@@ -335,3 +345,44 @@ def signals_of(session: Session, report: Report) -> list[tuple[str, str]]:
         select(ReportSignal.signal_type, ReportSignal.value).where(ReportSignal.report_id == report.id)
     ).all()
     return [(t, v) for t, v in rows]
+
+
+# Signal types a match's report carries (the content's own hashes; vPDQ frames stay in the match log).
+_MATCH_SIGNALS = ("md5", "sha1", "sha256", "pdq")
+
+
+def escalate_match(
+    session: Session,
+    settings: Settings,
+    actor: Principal,
+    *,
+    caller: str,
+    signals: dict[str, list[str]],
+    url: str | None,
+    content_key: str,
+    matches: list[dict[str, Any]],
+    reasons: list[str],
+) -> Report | None:
+    """A match a policy sent to ``review``, as a hotline report (channel ``match``) in the caller's
+    transaction. The same content matched again by the same caller is the same report (its
+    ``external_id`` names the content), so repeats never flood the queue. None when the match carries
+    neither a URL nor a hash to report (a keyword match), or the report could not be made (logged:
+    the match itself is recorded whatever happens here)."""
+    hashes = [(t, v) for t in _MATCH_SIGNALS for v in signals.get(t, [])[:1]]
+    if url is None and not hashes:
+        return None
+    lists = sorted({str(m.get("list")) for m in matches})
+    report = ReportIn(
+        channel="match",
+        url=url,
+        description=("; ".join(reasons) or f"matched {', '.join(lists)}")[:MAX_DESCRIPTION],
+        external_id=f"match:{content_key}",
+        urgent=any(m.get("category") == "A" for m in matches),
+        signals=hashes,
+    )
+    try:
+        with session.begin_nested():
+            return submit(session, settings, actor, report, partner=caller).report
+    except IntakeError as exc:
+        log.warning("a match sent to review was not reported to the hotline: %s", exc)
+        return None

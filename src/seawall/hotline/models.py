@@ -314,6 +314,10 @@ class Notice(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     takedown_seconds: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # sent -> found gone
+    # Migration 0013: when an analyst closed it, and what the recipient's server called the message
+    # (the SMTP Message-ID, or the reference a host's API answered with).
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class PartnerHotline(Base):

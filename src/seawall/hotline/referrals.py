@@ -120,11 +120,14 @@ class ReferralRefused(Exception):
 
 
 def mapped_schemes(assessment: Assessment) -> dict[str, Any]:
-    """HOOK for the classification mappings: the assessment in the schemes partners speak (industry
-    A1/A2/B1/B2, INTERPOL baseline/national, Project VIC), keyed by scheme. The assessment work's
-    ``hotline/classification.py`` provides them; until it is wired in here, referrals carry our own
-    fields (outcome, category, age band, sex, flags) and an empty ``schemes``."""
-    return {}
+    """The assessment in the schemes partners speak (industry A1/A2/B1/B2, INTERPOL baseline/national,
+    Project VIC; docs/classification.md), keyed by scheme; a scheme with no answer is left out."""
+    from seawall.hotline import classification
+
+    mapped = classification.classify(
+        assessment.outcome, assessment.category, assessment.age_band, assessment.flags or []
+    ).as_dict()
+    return {scheme: value for scheme, value in mapped.items() if value is not None}
 
 
 def _iso(moment: datetime | None) -> datetime | None:

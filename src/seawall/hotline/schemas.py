@@ -394,3 +394,37 @@ class CaseOut(BaseModel):
     items: list[CaseItemOut]
     assessment: AssessmentOut | None = Field(description="The assessment that stands for the case (its URL)")
     assessments: list[AssessmentOut] = Field(description="Every assessment of the case and its items, oldest first")
+
+
+class NoticeOut(BaseModel):
+    """A notice to a host and its timeline until the content is gone."""
+
+    id: int
+    case: str = Field(description="The case's reference.")
+    url: str | None
+    host: str | None = Field(description="The abuse-contact directory's entry it went to.")
+    channel: str = Field(description="smtp or api")
+    recipient: str = Field(description="The abuse address or API endpoint (empty while no contact is known).")
+    language: str
+    state: str = Field(description="pending, sent, failed, removed, escalated or closed")
+    report_id: str | None = Field(description="The XARF report's id.")
+    created_at: datetime
+    sent_at: datetime | None
+    send_attempts: int
+    last_error: str
+    message_id: str | None = Field(description="The SMTP Message-ID, or the reference the host's API answered.")
+    checks: int
+    next_check_at: datetime | None = Field(description="When the next send or re-check is due.")
+    reminded_at: datetime | None
+    escalated_at: datetime | None
+    removed_at: datetime | None
+    closed_at: datetime | None
+    takedown_seconds: int | None = Field(description="Sent → the first re-check that found the content gone.")
+
+
+class NoticeDetail(NoticeOut):
+    document: dict[str, Any] = Field(description="The XARF v4 report as sent (hash values, never media).")
+
+
+class NoticeClose(BaseModel):
+    comment: str = Field("", max_length=2000)

@@ -1,4 +1,5 @@
-"""Background work of the hotline: capturing reported pages; delivering referrals."""
+"""Background work of the hotline: capturing reported pages; delivering referrals; sending notices
+and re-checking them until the content is gone."""
 
 from __future__ import annotations
 
@@ -98,4 +99,36 @@ def sweep_referrals() -> None:
             report.routed,
             report.progressed,
             len(report.queued),
+        )
+
+
+# ---- notices: sending to hosts, re-checks until removed, and the sweep that loses nothing -------
+
+
+@huey.task(name="hotline.notices.send")
+def send_notice(notice_id: int) -> str:
+    from seawall.db import default_sessionmaker
+    from seawall.hotline import notices
+
+    return notices.send(default_sessionmaker(), get_settings(), notice_id).state
+
+
+@huey.task(name="hotline.notices.recheck")
+def recheck_notice(notice_id: int) -> bool:
+    from seawall.db import default_sessionmaker
+    from seawall.hotline import notices
+
+    return notices.recheck(default_sessionmaker(), get_settings(), notice_id).gone
+
+
+@huey.periodic_task(cron(get_settings().notice_sweep_cron), name="hotline.notices.sweep")
+def sweep_notices() -> None:
+    """Address notices waiting for an abuse contact; queue every send and re-check that is due."""
+    from seawall.db import default_sessionmaker
+    from seawall.hotline import notices
+
+    report = notices.sweep(default_sessionmaker(), get_settings())
+    if report.routed or report.sends or report.checks:
+        log.info(
+            "notices: %s routed, %s sends and %s re-checks queued", report.routed, len(report.sends), len(report.checks)
         )

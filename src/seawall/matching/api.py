@@ -27,6 +27,7 @@ from seawall.fetch import FetchError, SafeFetcher
 from seawall.matching import policies, service, webhooks
 from seawall.matching.indexes import MatchIndexes
 from seawall.matching.schemas import (
+    MAX_SIGNALS_PER_REQUEST,
     BatchItem,
     BatchOut,
     BatchRequest,
@@ -126,11 +127,7 @@ async def match(request: Request, principal: Principal = Depends(require("match"
             raise HTTPException(422, "multipart requests carry the content in the field 'file'")
         lists = [str(v) for v in form.getlist("lists")] or None
         return await run_in_threadpool(_match_upload, request, principal, upload, lists)  # type: ignore[arg-type]
-    try:
-        body = MatchRequest.model_validate_json(await request.body())
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return await run_in_threadpool(_match_json, request, principal, body)
+    return await run_in_threadpool(_match_json, request, principal, await request.body())
 
 
 def _match_upload(request: Request, principal: Principal, upload: UploadFile, lists: list[str] | None) -> MatchOut:
@@ -140,7 +137,11 @@ def _match_upload(request: Request, principal: Principal, upload: UploadFile, li
     return _run(request.app.state, principal, service.Query.from_hash(hashed), lists, None, hashed)
 
 
-def _match_json(request: Request, principal: Principal, body: MatchRequest) -> MatchOut:
+def _match_json(request: Request, principal: Principal, raw: bytes) -> MatchOut:
+    try:
+        body = MatchRequest.model_validate_json(raw)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     if body.url and not body.signals:
         settings = _settings(request)
         try:
@@ -292,7 +293,9 @@ def _single_lookup_args(scope: Scope) -> tuple[Principal, service.Query, list[st
     return principal, service.Query(signals=signals), lists or None
 
 
-@router.post("/match/batch", response_model=BatchOut, summary="Look up to 1000 hashes in one request")
+@router.post(
+    "/match/batch", response_model=BatchOut, summary=f"Look up to {MAX_SIGNALS_PER_REQUEST} hashes in one request"
+)
 def match_batch(body: BatchRequest, request: Request, principal: Principal = Depends(require("match"))) -> BatchOut:
     """Every hash of the batch is searched in one index call per list; only the hits are then
     described, decided (one read of the database for all of them) and recorded."""

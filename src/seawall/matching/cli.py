@@ -46,8 +46,10 @@ def match(
     from seawall.signals.hashing import expand_paths, hash_file
 
     settings = get_settings()
-    factory = default_sessionmaker()
-    indexes = MatchIndexes(factory, folder=settings.home / "index")
+    # Loading the indexes and matching only read: no write lock held meanwhile (on SQLite a write
+    # session takes it when it begins). Only a recorded match is written, in a short write of its own.
+    reads, writes = default_sessionmaker(writes=False), default_sessionmaker()
+    indexes = MatchIndexes(reads, folder=settings.home / "index")
     indexes.refresh()
     files = list(expand_paths([str(p) for p in paths], recursive=recursive))
     failed = False
@@ -74,17 +76,11 @@ def match(
                 failed = True
                 progress.advance(task)
                 continue
-            with factory() as session:
-                outcome = service.match(
-                    session,
-                    indexes,
-                    service.Query.from_hash(hashed),
-                    settings,
-                    principal,
-                    lists=list_name or None,
-                    record=record,
-                )
-                session.commit()
+            query = service.Query.from_hash(hashed)
+            with reads() as session:
+                outcome = service.evaluate(session, indexes, query, settings, principal, lists=list_name or None)
+            if record and outcome.matches:
+                service.record_matches(writes, settings, principal, [(query, outcome)])
             print(json.dumps({"path": str(path), **outcome.as_dict()}), flush=True)
             progress.advance(task)
     indexes.stop()

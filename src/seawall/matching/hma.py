@@ -47,7 +47,8 @@ from seawall.matching import service
 from seawall.matching.indexes import MatchIndexes
 from seawall.media.errors import MediaError
 from seawall.signals.base import get_signal_type
-from seawall.web.deps import get_db, require
+from seawall.web.deps import get_db, get_read_db, raw_body, require
+from seawall.web.errors import bad_input
 
 
 class _HmaRoute(APIRoute):
@@ -67,6 +68,11 @@ class _HmaRoute(APIRoute):
                 first = exc.errors()[0] if exc.errors() else {}
                 where = ".".join(str(p) for p in first.get("loc", ()))
                 return JSONResponse({"message": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
+            except Exception as exc:  # deep JSON, huge numbers: the caller's input, in HMA's shape
+                known = bad_input(exc)
+                if known is None:
+                    raise
+                return JSONResponse({"message": known[1]}, status_code=known[0])
 
         return answer
 
@@ -285,11 +291,16 @@ def _content_ids(db: Session, matches: list[dict[str, Any]]) -> dict[int, int]:
 
 
 def _match(
-    request: Request, db: Session, principal: Principal, query: service.Query, banks: list[str] | None
+    request: Request, principal: Principal, query: service.Query, banks: list[str] | None
 ) -> tuple[service.MatchOutcome, dict[int, int]]:
-    outcome = service.match(db, _indexes(request), query, _settings(request), principal, lists=banks)
-    ids = _content_ids(db, outcome.matches)
-    db.commit()
+    """Match in a read session (no write lock while searching and deciding); a match is then recorded
+    in a short write transaction of its own."""
+    state, settings = request.app.state, _settings(request)
+    with state.read_sessionmaker() as db:
+        outcome = service.evaluate(db, _indexes(request), query, settings, principal, lists=banks)
+        ids = _content_ids(db, outcome.matches)
+    if outcome.matches:
+        service.record_matches(state.sessionmaker, settings, principal, [(query, outcome)])
     return outcome, ids
 
 
@@ -340,14 +351,13 @@ def _file_query(hmas: dict[str, str], hashed: dict[str, Any]) -> service.Query:
 
 def _lookup_by_file(
     request: Request,
-    db: Session,
     principal: Principal,
     hmas: dict[str, str],
     hashed: dict[str, Any],
     banks: list[str] | None,
 ) -> tuple[dict[str, Any], service.MatchOutcome]:
     """HMA's ``{signal_type: {bank: [...]}}`` for a hashed file, and Seawall's outcome."""
-    outcome, ids = _match(request, db, principal, _file_query(hmas, hashed), banks)
+    outcome, ids = _match(request, principal, _file_query(hmas, hashed), banks)
     return {name: _by_bank(outcome, ids, SIGNAL_NAMES[name]) for name in hmas}, outcome
 
 
@@ -358,7 +368,6 @@ def hma_raw_lookup(
     signal_type: str | None = None,
     banks: str | None = None,
     include_distance: str | None = None,
-    db: Session = Depends(get_db),
     principal: Principal = Depends(require("match")),
 ) -> JSONResponse:
     if signal is None:
@@ -367,7 +376,7 @@ def hma_raw_lookup(
         raise _error(400, "signal_type is required")
     with_distance = _bool(include_distance)
     name, value = _validated_signal(signal_type, signal)
-    outcome, ids = _match(request, db, principal, service.Query(signals={name: [value]}), _banks_param(banks))
+    outcome, ids = _match(request, principal, service.Query(signals={name: [value]}), _banks_param(banks))
     found = [m for bank in _by_bank(outcome, ids, name).values() for m in bank]
     matches: list[Any] = found if with_distance else [m["bank_content_id"] for m in found]
     return JSONResponse({"matches": matches}, headers=_headers(outcome))
@@ -384,38 +393,35 @@ def hma_lookup(
     banks: str | None = None,
     seed: str | None = None,  # HMA's coinflip seed: Seawall does not sample banks
     bypass_coinflip: str | None = None,
-    db: Session = Depends(get_db),
     principal: Principal = Depends(require("match")),
 ) -> JSONResponse:
     _bool(bypass_coinflip)
     wanted = _banks_param(banks)
     if url:
         hmas, hashed = _hash_url(_settings(request), url, content_type, types)
-        body, outcome = _lookup_by_file(request, db, principal, hmas, hashed, wanted)
+        body, outcome = _lookup_by_file(request, principal, hmas, hashed, wanted)
         if signal_type is not None:  # HMA elides the outer object when a signal type is named
             body = body.get(signal_type, {})
         return JSONResponse(body, headers=_headers(outcome))
     if not signal or not signal_type:
         raise _error(400, "Either url or both signal and signal_type are required")
     name, value = _validated_signal(signal_type, signal)
-    outcome, ids = _match(request, db, principal, service.Query(signals={name: [value]}), wanted)
+    outcome, ids = _match(request, principal, service.Query(signals={name: [value]}), wanted)
     return JSONResponse(_by_bank(outcome, ids, name), headers=_headers(outcome))
 
 
 @router.post("/m/lookup", summary="HMA: hash an uploaded file and return its bank matches by signal type")
-async def hma_lookup_upload(
-    request: Request, db: Session = Depends(get_db), principal: Principal = Depends(require("match"))
-) -> JSONResponse:
+async def hma_lookup_upload(request: Request, principal: Principal = Depends(require("match"))) -> JSONResponse:
     _bool(request.query_params.get("bypass_coinflip"))
     hmas, hashed, _ = await _hash_form(request)
     wanted = _banks_param(request.query_params.get("banks"))
-    body, outcome = await run_in_threadpool(_lookup_by_file, request, db, principal, hmas, hashed, wanted)
+    body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted)
     return JSONResponse(body, headers=_headers(outcome))
 
 
 @router.post("/m/compare", summary="HMA: compare pairs of signals")
-async def hma_compare(request: Request, _: Principal = Depends(require("match"))) -> dict[str, Any]:
-    body = _loads(await request.body() or b"null", "Request input was not a dict")
+def hma_compare(_: Principal = Depends(require("match")), raw: bytes = Depends(raw_body)) -> dict[str, Any]:
+    body = _loads(raw or b"null", "Request input was not a dict")
     if not isinstance(body, dict):
         raise _error(400, "Request input was not a dict")
     out: dict[str, Any] = {}
@@ -496,8 +502,7 @@ def _enabled_from(body: dict[str, Any], default: bool | None) -> bool | None:
     return default
 
 
-async def _json_object(request: Request, required: bool = True) -> dict[str, Any]:
-    raw = await request.body()
+def _json_object(raw: bytes, required: bool = True) -> dict[str, Any]:
     if not raw and not required:
         return {}
     body = _loads(raw or b"null", "the request body is not valid JSON")
@@ -509,17 +514,17 @@ async def _json_object(request: Request, required: bool = True) -> dict[str, Any
 
 
 @router.get("/c/banks", summary="HMA: all banks (hash lists) this key may use")
-def hma_banks(db: Session = Depends(get_db), principal: Principal = Depends(require("lists:read"))) -> list[Any]:
+def hma_banks(db: Session = Depends(get_read_db), principal: Principal = Depends(require("lists:read"))) -> list[Any]:
     return [
         _bank_json(hl) for hl in lists_service.list_lists(db, principal.lists) if hl.kind == "hash" and not hl.allowlist
     ]
 
 
 @router.post("/c/banks", status_code=201, summary="HMA: create a bank")
-async def hma_bank_create(
-    request: Request, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))
+def hma_bank_create(
+    db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write")), raw: bytes = Depends(raw_body)
 ) -> dict[str, Any]:
-    body = await _json_object(request)
+    body = _json_object(raw)
     name = body.get("name")
     if name is None:
         raise _error(400, "name is required")
@@ -547,16 +552,19 @@ async def hma_bank_create(
 
 @router.get("/c/bank/{bank_name}", summary="HMA: one bank")
 def hma_bank(
-    bank_name: str, db: Session = Depends(get_db), principal: Principal = Depends(require("lists:read"))
+    bank_name: str, db: Session = Depends(get_read_db), principal: Principal = Depends(require("lists:read"))
 ) -> dict[str, Any]:
     return _bank_json(_get_bank(db, principal, bank_name))
 
 
 @router.put("/c/bank/{bank_name}", summary="HMA: enable or disable a bank")
-async def hma_bank_update(
-    bank_name: str, request: Request, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))
+def hma_bank_update(
+    bank_name: str,
+    db: Session = Depends(get_db),
+    actor: Principal = Depends(require("lists:write")),
+    raw: bytes = Depends(raw_body),
 ) -> dict[str, Any]:
-    body = await _json_object(request)
+    body = _json_object(raw)
     hash_list = _get_bank(db, actor, bank_name, "Bank not found")
     if body.get("name") is not None and body["name"] != hash_list.name:
         # Policies and key restrictions name lists; a rename would silently detach them.
@@ -652,7 +660,7 @@ def hma_content(
     content_id: str,
     signal_type: str | None = None,
     include_signals: str | None = None,
-    db: Session = Depends(get_db),
+    db: Session = Depends(get_read_db),
     principal: Principal = Depends(require("lists:read")),
 ) -> dict[str, Any]:
     hash_list = _get_bank(db, principal, bank_name)
@@ -730,11 +738,11 @@ def _add_content(
 async def hma_content_add(
     bank_name: str, request: Request, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))
 ) -> dict[str, Any]:
-    hash_list = _get_bank(db, actor, bank_name)
+    hash_list = await run_in_threadpool(_get_bank, db, actor, bank_name)
     url = request.query_params.get("url")
     is_json = request.headers.get("content-type", "").startswith("application/json")
     if url:
-        body = await _json_object(request, required=False) if is_json else {}
+        body = await run_in_threadpool(_json_object, await request.body(), False) if is_json else {}
         metadata, note = _check_metadata(body.get("metadata")), _check_note(body.get("note"))
         hmas, _ = await run_in_threadpool(
             _hash_url,
@@ -755,26 +763,29 @@ async def hma_content_add(
 
 
 @router.post("/c/bank/{bank_name}/signal", summary="HMA: add signals directly to a bank")
-async def hma_signal_add(
-    bank_name: str, request: Request, db: Session = Depends(get_db), actor: Principal = Depends(require("lists:write"))
+def hma_signal_add(
+    bank_name: str,
+    db: Session = Depends(get_db),
+    actor: Principal = Depends(require("lists:write")),
+    raw: bytes = Depends(raw_body),
 ) -> dict[str, Any]:
     hash_list = _get_bank(db, actor, bank_name)
-    body = await _json_object(request)
+    body = _json_object(raw)
     return _add_content(db, actor, hash_list, body, "")
 
 
 @router.put("/c/bank/{bank_name}/content/{content_id}", summary="HMA: disable a content until a time")
-async def hma_content_update(
+def hma_content_update(
     bank_name: str,
     content_id: str,
-    request: Request,
     db: Session = Depends(get_db),
     actor: Principal = Depends(require("lists:write")),
+    raw: bytes = Depends(raw_body),
 ) -> dict[str, Any]:
     hash_list = _get_bank(db, actor, bank_name)
     number = _parse_content_id(content_id)
     entries = _content_entries(db, hash_list, number)
-    body = await _json_object(request)
+    body = _json_object(raw)
     if "disable_until_ts" in body:
         try:
             until = int(body["disable_until_ts"])

@@ -6,12 +6,22 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The most signals one request may look up, whichever route it takes (POST /v1/match, /v1/match/batch).
+MAX_SIGNALS_PER_REQUEST = 1000
+TOO_MANY_SIGNALS = f"at most {MAX_SIGNALS_PER_REQUEST} signals per request; send more in several requests"
 
 
 class SignalIn(BaseModel):
     signal_type: str
     value: str
+
+
+def _few_enough(signals: Any) -> Any:
+    if isinstance(signals, list | dict) and len(signals) > MAX_SIGNALS_PER_REQUEST:
+        raise ValueError(TOO_MANY_SIGNALS)
+    return signals
 
 
 class MatchRequest(BaseModel):
@@ -23,6 +33,8 @@ class MatchRequest(BaseModel):
     )
     lists: list[str] | None = Field(None, description="Only these lists (default: every enabled list).")
     include_low_quality: bool | None = None
+
+    _signals_cap = field_validator("signals", mode="before")(_few_enough)
 
     @model_validator(mode="after")
     def one_source(self) -> MatchRequest:
@@ -39,8 +51,10 @@ class MatchRequest(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    signals: list[SignalIn] = Field(max_length=1000)
+    signals: list[SignalIn]
     lists: list[str] | None = None
+
+    _signals_cap = field_validator("signals", mode="before")(_few_enough)
 
 
 class MatchOut(BaseModel):

@@ -445,6 +445,20 @@ def record_match(
     for action in outcome.decision.actions:
         if action["type"] == "webhook":
             webhooks.enqueue(session, action["target"], outcome.match_id, webhook_payload(query, outcome))
+    if any(action["type"] == "review" for action in outcome.decision.actions):
+        from seawall.hotline import intake  # the review queue is the hotline's
+
+        intake.escalate_match(
+            session,
+            settings,
+            principal,
+            caller=caller_key(principal),
+            signals=query.signals,
+            url=query.url,
+            content_key=query.content_key(),
+            matches=outcome.matches,
+            reasons=outcome.decision.reasons,
+        )
     session.flush()
     return event
 

@@ -30,6 +30,8 @@ from seawall.db import make_engine, make_sessionmaker
 from seawall.matching.indexes import MatchIndexes
 from seawall.web.csrf import csrf_token, persist_anon_cookie
 from seawall.web.deps import LoginRequired, ops_principal, require_ops
+from seawall.web.errors import BAD_INPUT, bad_input
+from seawall.web.limits import BodyLimits
 from seawall.web.observability import Metrics, ObservabilityMiddleware
 from seawall.web.security import SecurityHeaders, add_security_headers
 
@@ -119,7 +121,7 @@ _ERROR_TITLES = {
 }
 
 
-def _error_response(request: Request, status: int, detail: Any, headers: dict[str, str] | None = None) -> Response:
+def error_response(request: Request, status: int, detail: Any, headers: dict[str, str] | None = None) -> Response:
     if wants_html(request):
         return render(
             request,
@@ -140,18 +142,28 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error_response(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
+        # FastAPI answers any error while parsing a body "There was an error parsing the body": say which.
+        known = bad_input(exc.__cause__) if exc.status_code == 400 and exc.__cause__ is not None else None
+        detail = known[1] if known is not None else exc.detail
+        return error_response(request, exc.status_code, detail, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         if wants_html(request):
-            return _error_response(request, 422, "Some fields are missing or invalid.")
+            return error_response(request, 422, "Some fields are missing or invalid.")
         return JSONResponse({"detail": jsonable_errors(exc)}, status_code=422)
+
+    async def _bad_input(request: Request, exc: Exception) -> Response:
+        status, message = bad_input(exc) or (400, "invalid request")
+        return error_response(request, status, message)
+
+    for kind, _status, _message in BAD_INPUT:
+        app.add_exception_handler(kind, _bad_input)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        response = _error_response(request, 500, "internal error; the request id in the logs identifies it")
+        response = error_response(request, 500, "internal error; the request id in the logs identifies it")
         return add_security_headers(response)  # answered from outside every middleware
 
 
@@ -260,9 +272,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(console_router)
     app.include_router(lists_console_router)
 
-    # The last added runs first: the single-lookup fast path runs inside observability (request ids,
-    # metrics and access lines cover it too).
+    # The last added runs first: the single-lookup fast path and the body limits run inside
+    # observability (request ids, metrics and access lines cover them too).
     app.add_middleware(SingleLookup)
+    # Before anything reads a body: caps per route, no body from an API caller without a credential.
+    app.add_middleware(BodyLimits)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app

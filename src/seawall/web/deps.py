@@ -26,6 +26,20 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_db(request: Request) -> Iterator[Session]:
+    """A session for a route that only reads: on SQLite it does not take the write lock, so it answers
+    while a writer holds it (``get_db``'s sessions take it when their transaction begins)."""
+    with request.app.state.read_sessionmaker() as session:
+        yield session
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request's body, read on the event loop (it only awaits the client), so that the route
+    parsing and acting on it can be a plain ``def`` run in the thread pool. Declare it after the
+    route's permission dependency: a caller without the scope is refused before its body is read."""
+    return await request.body()
+
+
 class LoginRequired(Exception):
     """Raised by console pages when nobody is logged in; answered with a redirect to /login."""
 
