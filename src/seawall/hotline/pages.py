@@ -10,6 +10,7 @@ Which of them really are media is decided later, from the bytes fetched.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, Final
@@ -93,9 +94,12 @@ def _block_urls(nodes: list[Any]) -> list[str]:
 
 def css_urls(css: str, *, inline: bool) -> list[str]:
     """Background image URLs in a style attribute (``inline``) or a style sheet, nested rules too."""
-    if inline:
-        return _block_urls(tinycss2.parse_blocks_contents(css, skip_comments=True, skip_whitespace=True))
-    return _block_urls(tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True))
+    try:
+        if inline:
+            return _block_urls(tinycss2.parse_blocks_contents(css, skip_comments=True, skip_whitespace=True))
+        return _block_urls(tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True))
+    except RecursionError:  # blocks nested thousands deep: no browser would render them either
+        return []
 
 
 def looks_like_media(url: str) -> bool:
@@ -186,7 +190,10 @@ def find_media(html: str, page_url: str) -> list[Candidate]:
         finder.feed("</style>")  # a style block the page never closed runs to its end, as in browsers
     finder.close()
     finder._close_anchor()
-    base = urljoin(page_url, finder.base) if finder.base else page_url
+    base = page_url
+    if finder.base:
+        with contextlib.suppress(ValueError):  # an invalid <base href> (a broken IPv6 literal) is ignored
+            base = urljoin(page_url, finder.base)
     seen: set[str] = set()
     out: list[Candidate] = []
     for raw, found_as in [*finder.embedded, *((href, "link") for href in finder.links)]:
@@ -206,5 +213,5 @@ def decode_html(body: bytes, content_type: str) -> str:
             charset = value.strip().strip("\"'")
     try:
         return body.decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, UnicodeError):  # no such codec, or one that is no text encoding (idna, undefined)
         return body.decode("utf-8", errors="replace")

@@ -40,24 +40,37 @@ class SignatureError(ValueError):
     """A signature that does not verify, or a document or key that cannot be checked; says why."""
 
 
+#: Deeper documents are refused: none of ours nests beyond a few levels, and the JSON writer recurses.
+MAX_DEPTH = 64
+
+
 def canonical_json(document: Any) -> bytes:
     """The bytes a signature covers (see the module's docstring)."""
-    _refuse_floats(document)
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    _check_values(document)
+    try:
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8")
+    except (TypeError, ValueError):  # a value JSON has no form for, or a lone surrogate
+        raise SignatureError("the document is not plain JSON text") from None
 
 
-def _refuse_floats(value: Any) -> None:
+def _check_values(document: Any) -> None:
     # Numbers with a fraction print differently from one JSON library to the next: none are signed.
-    if isinstance(value, float):
-        raise SignatureError("a signed document holds no floating-point numbers")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise SignatureError("a signed document's keys are strings")
-            _refuse_floats(item)
-    elif isinstance(value, list):
-        for item in value:
-            _refuse_floats(item)
+    # Walked with a stack, not recursion: a hostile document may nest deeper than Python recurses.
+    pending: list[tuple[Any, int]] = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, float):
+            raise SignatureError("a signed document holds no floating-point numbers")
+        if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+            raise SignatureError(f"a signed document nests at most {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise SignatureError("a signed document's keys are strings")
+                pending.append((item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
 
 
 def key_path(settings: Settings) -> Path:
@@ -140,7 +153,7 @@ def verify(public_key: str, document: dict[str, Any], signature: str) -> None:
     """Nothing when ``signature`` is ``public_key``'s over the document; SignatureError otherwise."""
     try:
         raw = base64.b64decode(signature, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: characters outside ASCII
         raise SignatureError("the signature is not valid base64") from None
     try:
         _public_key(public_key).verify(raw, canonical_json(document))

@@ -222,6 +222,9 @@ def read_contacts(raw: BinaryIO) -> list[Contact]:
 
 
 def _contact(line: int, fields: dict[str, str]) -> Contact:
+    for column, cell in fields.items():
+        if "\x00" in cell:  # PostgreSQL cannot store it; no real contact holds one
+            raise ValueError(f"{column} contains a NUL character")
     asn = parse_asn(fields.get("asn", ""))
     domain_text = fields.get("domain", "").strip()
     domain = normalise_domain(domain_text) if domain_text else None

@@ -31,6 +31,11 @@ _INFERRED_BY_LENGTH = {32: "md5", 40: "sha1"}
 # Core tables for bulk inserts: executemany without the ORM's per-row work.
 _ENTRY_TABLE = cast(Table, Entry.__table__)
 _CHANGE_TABLE = cast(Table, ListChange.__table__)
+# Free-text fields of an entry and their column widths (None: unbounded), checked before writing:
+# PostgreSQL refuses a longer value or a NUL character where SQLite would store it.
+_TEXT_FIELDS = {
+    name: getattr(_ENTRY_TABLE.c[name].type, "length", None) for name in ("category", "source", "external_id", "note")
+}
 
 
 class ListError(ValueError):
@@ -307,10 +312,28 @@ def _bump_revision(session: Session, hash_list: HashList, count: int) -> int:
 # ---- entries -------------------------------------------------------------------------------
 
 
+def _check_text(name: str, text: str | None, limit: int | None = None) -> None:
+    if not text:
+        return
+    if "\x00" in text:
+        raise ListError(f"{name} contains a NUL character")
+    if limit is not None and len(text) > limit:
+        raise ListError(f"{name} is longer than {limit} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+        raise ListError(f"{name} is not valid Unicode text") from None
+
+
 def normalise_record(hash_list: HashList, record: EntryRecord) -> EntryRecord:
     """The record with its value validated and normalised for this list's kind; ListError if invalid."""
     if record.status not in ENTRY_STATUSES:
         raise ListError(f"unknown status {record.status!r}; statuses: {', '.join(ENTRY_STATUSES)}")
+    _check_text("value", record.value)
+    for name, limit in _TEXT_FIELDS.items():
+        _check_text(name, getattr(record, name), limit)
+    for label in record.labels:
+        _check_text("a label", label)
     labels = tuple(sorted({label.strip() for label in record.labels if label.strip()}))
     value = (record.value or "").strip()
     if not value:

@@ -42,6 +42,8 @@ TRACKING_PARAMS = frozenset(
 )  # fmt: skip
 
 MAX_URL_LENGTH = 8192
+#: A list entry's stored (normalised) form fits the entries' value column.
+MAX_ENTRY_LENGTH = 2048
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # Characters left as they are (RFC 3986 pchar plus '/'); everything else is percent-encoded.
 _PATH_SAFE = _UNRESERVED | frozenset("!$&'()*+,;=:@/")
@@ -315,7 +317,11 @@ def normalize_entry(value: str, level: str) -> str:
     parsed = parse_url(value)
     if level == "prefix" and parsed.query:
         raise ValueError("a prefix entry cannot have a query string")
-    return parsed.url()
+    normalised = parsed.url()
+    # Percent-encoding can make the stored form several times longer than what was written.
+    if len(normalised) > MAX_ENTRY_LENGTH:
+        raise ValueError(f"the URL is longer than {MAX_ENTRY_LENGTH} characters once normalised")
+    return normalised
 
 
 def _key(parsed: NormalizedUrl) -> str:

@@ -124,6 +124,14 @@ def _bool(text: str | None, default: bool = False) -> bool:
     raise _error(400, "invalid boolean parameter - prefer true/false")
 
 
+def _loads(raw: str | bytes, message: str) -> Any:
+    """Parsed JSON, or a 400 saying ``message`` (nesting past the recursion limit included)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _error(400, message) from None
+
+
 def _seawall_signal(hma_name: str) -> str:
     name = SIGNAL_NAMES.get(hma_name.strip().lower())
     if name is None:
@@ -425,10 +433,7 @@ async def hma_lookup_upload(request: Request, principal: Principal = Depends(req
 
 @router.post("/m/compare", summary="HMA: compare pairs of signals")
 def hma_compare(_: Principal = Depends(require("match")), raw: bytes = Depends(raw_body)) -> dict[str, Any]:
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError:
-        raise _error(400, "Request input was not a dict") from None
+    body = _loads(raw or b"null", "Request input was not a dict")
     if not isinstance(body, dict):
         raise _error(400, "Request input was not a dict")
     out: dict[str, Any] = {}
@@ -492,7 +497,7 @@ def _get_bank(db: Session, principal: Principal, name: str, message: str | None 
 def _ratio(value: Any) -> float:
     try:
         ratio = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float range
         raise _error(400, f"Invalid float: '{value}'") from None
     if not 0.0 <= ratio <= 1.0:
         raise _error(400, "enabled_ratio must be between 0.0 and 1.0")
@@ -512,10 +517,7 @@ def _enabled_from(body: dict[str, Any], default: bool | None) -> bool | None:
 def _json_object(raw: bytes, required: bool = True) -> dict[str, Any]:
     if not raw and not required:
         return {}
-    try:
-        body = json.loads(raw or b"null")
-    except ValueError:
-        raise _error(400, "the request body is not valid JSON") from None
+    body = _loads(raw or b"null", "the request body is not valid JSON")
     if not isinstance(body, dict):
         if not required and body is None:
             return {}
@@ -765,10 +767,7 @@ async def hma_content_add(
         hmas, _, fields = await _hash_form(request)
         meta: dict[str, Any] = {k: fields[k] for k in ("content_id", "content_uri") if fields.get(k)}
         if fields.get("metadata"):  # Coop sends the metadata's ``json`` part as a JSON form field
-            try:
-                meta["json"] = json.loads(fields["metadata"])
-            except ValueError:
-                raise _error(400, "metadata should be a json object") from None
+            meta["json"] = _loads(fields["metadata"], "metadata should be a json object")
         metadata, note = _check_metadata(meta or None), _check_note(fields.get("note"))
     else:
         raise _error(400, "Neither `url` nor multipart file upload was received")
@@ -802,7 +801,7 @@ def hma_content_update(
     if "disable_until_ts" in body:
         try:
             until = int(body["disable_until_ts"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 reads as infinity
             raise _error(400, f"Invalid int: '{body['disable_until_ts']}'") from None
         if until < 0:
             raise _error(400, "disable_until_ts must be a non-negative integer")

@@ -9,6 +9,7 @@ would have done is recorded, but nothing is done. ``stop`` ends evaluation once 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,22 +30,53 @@ class PolicyError(ValueError):
     pass
 
 
+MAX_NAME = 120  # the width of the name column
+#: Positions are stored in a 32-bit column.
+MIN_POSITION, MAX_POSITION = -(2**31), 2**31 - 1
+
+
+def _is_setting(value: Any) -> bool:
+    """An action's setting is a plain value: nested ones (a YAML alias bomb, say) are refused."""
+    return value is None or isinstance(value, str | int | bool) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _check_text(name: str, what: str, text: str) -> None:
+    if "\x00" in text:
+        raise PolicyError(f"rule {name!r}: {what} contains a NUL character")
+
+
 def validate_rule(name: str, conditions: dict[str, Any], actions: list[dict[str, Any]]) -> None:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+        raise PolicyError(f"a rule's name is 1 to {MAX_NAME} printable characters, not {str(name)[:40]!r}")
+    if not isinstance(conditions, dict):
+        raise PolicyError(f"rule {name!r}: conditions are a mapping of {', '.join(CONDITION_KEYS)}")
     unknown = set(conditions) - set(CONDITION_KEYS)
     if unknown:
         raise PolicyError(
-            f"rule {name!r}: unknown condition(s) {', '.join(sorted(unknown))}; known: {', '.join(CONDITION_KEYS)}"
+            f"rule {name!r}: unknown condition(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"known: {', '.join(CONDITION_KEYS)}"
         )
     for key in ("lists", "categories", "labels", "signal_types", "media"):
         value = conditions.get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise PolicyError(f"rule {name!r}: {key} is a list of strings")
+        for text in value or ():
+            _check_text(name, key, text)
     distance = conditions.get("max_distance")
-    if distance is not None and (not isinstance(distance, int) or distance < 0):
+    if distance is not None and (not isinstance(distance, int) or isinstance(distance, bool) or distance < 0):
         raise PolicyError(f"rule {name!r}: max_distance is a whole number")
+    if not isinstance(actions, list):
+        raise PolicyError(f"rule {name!r}: actions are a list")
     if not actions:
         raise PolicyError(f"rule {name!r}: needs at least one action")
     for action in actions:
+        if not isinstance(action, dict):
+            raise PolicyError(f"rule {name!r}: an action is a mapping with a type, not {str(action)[:40]!r}")
+        for key, setting in action.items():
+            if not isinstance(key, str) or not _is_setting(setting):
+                raise PolicyError(f"rule {name!r}: an action's settings are text, numbers or true/false")
+            if isinstance(setting, str):
+                _check_text(name, f"action setting {key}", setting)
         kind = action.get("type")
         if kind not in ACTION_TYPES:
             raise PolicyError(f"rule {name!r}: unknown action {kind!r}; actions: {', '.join(ACTION_TYPES)}")
@@ -186,6 +218,9 @@ def upsert_policy(
     description: str = "",
 ) -> Policy:
     validate_rule(name, conditions, actions)
+    if isinstance(position, bool) or not isinstance(position, int) or not MIN_POSITION <= position <= MAX_POSITION:
+        raise PolicyError(f"rule {name!r}: position is a whole number from {MIN_POSITION} to {MAX_POSITION}")
+    _check_text(name, "the description", description)
     policy = session.scalar(select(Policy).where(Policy.name == name))
     if policy is None:
         policy = Policy(name=name)
@@ -230,6 +265,8 @@ def apply_yaml(session: Session, actor: Principal, text: str, *, replace: bool =
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise PolicyError(f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise PolicyError("not valid YAML: nested too deeply") from None
     items = data.get("policies") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise PolicyError("the file needs a top-level 'policies:' list")
@@ -249,7 +286,7 @@ def apply_yaml(session: Session, actor: Principal, text: str, *, replace: bool =
                 name=item["name"],
                 conditions=item.get("conditions") or {},
                 actions=item.get("actions") or [],
-                position=int(item.get("position", i * 10)),
+                position=item.get("position", i * 10),
                 enabled=bool(item.get("enabled", True)),
                 shadow=bool(item.get("shadow", False)),
                 stop=bool(item.get("stop", False)),

@@ -40,6 +40,23 @@ class ExchangeError(RuntimeError):
     """The source answered something we cannot use (bad status, malformed page); the sync stops."""
 
 
+def json_body(response: httpx.Response, what: str) -> Any:
+    """The response's JSON; ExchangeError when it is not JSON (or nests too deeply to read)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        raise ExchangeError(f"{what} answered something other than JSON") from None
+
+
+def whole_number(value: Any, what: str) -> int:
+    """``value`` (a JSON number or digits) as an int; ExchangeError naming ``what`` otherwise
+    (``1e400`` is infinity to JSON readers, and no position or timestamp)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ExchangeError(f"{what} is not a whole number: {str(value)[:80]!r}") from None
+
+
 class ExchangeConfig(BaseModel):
     """Base of every type's settings. Secrets are ``SecretStr`` fields: stored, never shown."""
 

@@ -70,7 +70,7 @@ class NCMECExchange(ExchangeType[NCMECConfig]):
             raise ExchangeError(f"GET {url.split('?')[0]} answered {response.status_code}")
         try:
             return _strip(SafeET.fromstring(response.content))
-        except (ET.ParseError, ValueError) as exc:
+        except (ET.ParseError, ValueError, LookupError) as exc:  # LookupError: an unknown declared encoding
             raise ExchangeError(f"NCMEC answered malformed XML: {exc}") from None
 
     def fetch(self, checkpoint: dict[str, Any] | None) -> Iterator[Batch]:

@@ -25,6 +25,8 @@ from seawall.lists.exchanges.base import (
     ExchangeType,
     FeedbackItem,
     FeedbackOutcome,
+    json_body,
+    whole_number,
 )
 from seawall.lists.records import EntryRecord
 
@@ -44,6 +46,36 @@ def _detail(response: httpx.Response) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:200]
 
 
+def _text(entry: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    value = entry.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"entry {key} is {type(value).__name__}, not text")
+    return value
+
+
+def _record(entry: Any) -> EntryRecord:
+    """A feed entry as a record; TypeError/KeyError for an entry of another shape (a feed page is
+    Seawall's own JSON: anything else means the source is not what it should be)."""
+    if not isinstance(entry, dict):
+        raise TypeError(f"an entry is an object, not {type(entry).__name__}")
+    labels = entry.get("labels") or []
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise TypeError("entry labels are a list of text")
+    signal_type, value = _text(entry, "signal_type"), _text(entry, "value")
+    if signal_type is None or value is None:
+        raise KeyError("signal_type" if signal_type is None else "value")
+    return EntryRecord(
+        signal_type=signal_type,
+        value=value,
+        category=_text(entry, "category"),
+        labels=tuple(labels),
+        external_id=_text(entry, "external_id") or None,
+        note=_text(entry, "note") or None,
+        status=_text(entry, "status", "active") or "active",
+        level=_text(entry, "level"),
+    )
+
+
 class SeawallFeedExchange(ExchangeType[SeawallFeedConfig]):
     name = "seawall"
     description = "Another Seawall instance's list feed (/v1/lists/{name}/feed), with opinions sent back."
@@ -60,10 +92,7 @@ class SeawallFeedExchange(ExchangeType[SeawallFeedConfig]):
         response = self.client.get(self._url(path), params=params, headers=self._headers())
         if response.status_code != 200:
             raise ExchangeError(f"GET {path} answered {response.status_code}: {_detail(response)}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise ExchangeError(f"GET {path} answered something other than JSON") from None
+        body = json_body(response, f"GET {path}")
         if not isinstance(body, dict):
             raise ExchangeError(f"GET {path} answered an unexpected shape")
         return body
@@ -82,23 +111,16 @@ class SeawallFeedExchange(ExchangeType[SeawallFeedConfig]):
                 page = self._get("/feed", {"since": 0, "limit": self.config.page_size})
             try:
                 changes = page["changes"]
-                next_since = int(page["next_since"])
+                next_since = whole_number(page["next_since"], "the feed's next_since")
                 more = bool(page["more"])
                 records = {}
                 for change in changes:
+                    if not isinstance(change, dict):
+                        raise TypeError(f"a change is an object, not {type(change).__name__}")
                     entry = change.get("entry")
                     if change.get("op") == "list" or not entry:
                         continue
-                    record = EntryRecord(
-                        signal_type=entry["signal_type"],
-                        value=entry["value"],
-                        category=entry.get("category"),
-                        labels=tuple(entry.get("labels") or ()),
-                        external_id=entry.get("external_id") or None,
-                        note=entry.get("note") or None,
-                        status=entry.get("status", "active"),
-                        level=entry.get("level"),
-                    )
+                    record = _record(entry)
                     # The feed shows each entry as it stands now: the last change of an entry wins.
                     records[(record.signal_type, record.value, record.external_id)] = record
             except (KeyError, TypeError, ValueError) as exc:

@@ -25,6 +25,8 @@ from seawall.lists.exchanges.base import (
     FeedbackItem,
     FeedbackOutcome,
     Retraction,
+    json_body,
+    whole_number,
 )
 from seawall.lists.records import EntryRecord
 
@@ -70,15 +72,15 @@ class StopNCIIExchange(ExchangeType[StopNCIIConfig]):
             response = self.client.get(url, params=params, headers=self._headers(self.config.fetch_function_key))
             if response.status_code != 200:
                 raise ExchangeError(f"FetchHashes answered {response.status_code}")
+            page = json_body(response, "FetchHashes")
             try:
-                page = response.json()
                 batch = Batch()
                 for record in page["hashRecords"]:
                     self._record(record, batch)
                 more = bool(page["hasMoreRecords"])
                 token = str(page.get("nextPageToken") or "")
-                next_start = int(page["nextSetTimestamp"])
-            except (KeyError, TypeError, ValueError) as exc:
+                next_start = whole_number(page["nextSetTimestamp"], "FetchHashes' nextSetTimestamp")
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ExchangeError(f"malformed FetchHashes page: {exc!r}") from None
             if more and not token:
                 raise ExchangeError("FetchHashes says there is more but gives no page token")
@@ -89,6 +91,8 @@ class StopNCIIExchange(ExchangeType[StopNCIIConfig]):
 
     @staticmethod
     def _record(record: dict[str, Any], batch: Batch) -> None:
+        if not isinstance(record, dict):
+            raise TypeError(f"a hash record is an object, not {type(record).__name__}")
         signal_type = SIGNAL_TYPES.get(str(record["signalType"]))
         value = str(record["hashValue"])
         if signal_type is None:

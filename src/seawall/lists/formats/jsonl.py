@@ -34,7 +34,7 @@ class JsonLinesFormat(ListFormat):
             return self.has_extension(filename)
         try:
             obj = json.loads(lines[0])
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         return isinstance(obj, dict) and "value" in obj and set(obj) <= set(FIELDS)
 
@@ -54,6 +54,9 @@ class JsonLinesFormat(ListFormat):
                 obj = json.loads(text)
             except ValueError as exc:
                 yield err(number, f"invalid JSON ({exc}); is the line cut short?")
+                continue
+            except RecursionError:
+                yield err(number, "invalid JSON: nested too deeply")
                 continue
             yield self._record(number, obj)
 

@@ -158,6 +158,9 @@ class ThreatExchangeCsvFormat(ListFormat):
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
         try:
             writer = csv.writer(text, lineterminator="\n")
+            # With "\n" line ends the csv module leaves a field holding a lone "\r" unquoted, and the
+            # reader then sees a line end in it: such rows are written fully quoted.
+            quoted = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL)
             writer.writerow(TE_CSV_HEADER)
             count = 0
             for rec in records:
@@ -165,7 +168,8 @@ class ThreatExchangeCsvFormat(ListFormat):
                     if any(c.isspace() for c in label):
                         raise UnsupportedRecord(f"te-csv: tag {label!r} contains a space, which separates tags")
                 category = rec.extra.get(TE_CATEGORY_KEY) or DEFAULT_TE_CATEGORY
-                writer.writerow((rec.source or "", _to_te(rec), rec.value, category, " ".join(rec.labels)))
+                row = (rec.source or "", _to_te(rec), rec.value, category, " ".join(rec.labels))
+                (quoted if any("\r" in cell for cell in row) else writer).writerow(row)
                 count += 1
             text.flush()
             return count

@@ -51,44 +51,63 @@ CONTEXT_KEY: Final = "vics.context"
 WRITE_CONTEXT: Final = "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/US/$metadata#Media"
 _HASH_FIELDS: Final = (("md5", "MD5"), ("sha1", "SHA1"), ("photodna", "PhotoDNA"))
 _COUNTRY = re.compile(r"DataModels/[\d.]+\.xml/([A-Za-z]+)/", re.IGNORECASE)
-_NAME_CATEGORY = re.compile(r"vics-[a-z]+:(\d+)")
+_NAME_CATEGORY = re.compile(r"vics-([a-z]+):(-?[0-9]+)")
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+def _country(context: str | None) -> str:
+    """The national scheme an OData context names (US when it names none)."""
+    match = _COUNTRY.search(context or "")
+    return match.group(1).upper() if match else "US"
+
+
+def _integer(text: str | None) -> int | None:
+    """``text`` as a whole number when it is one written plainly (no sign of +, no leading zeros,
+    ASCII digits), so that writing the number gives the same text back; None otherwise."""
+    return int(text) if text is not None and _INTEGER.fullmatch(text) else None
 
 
 def map_category(raw: Any, context: str | None) -> str | None:
     """The Seawall category for a VIC ``Category`` under the file's OData context. Numbers of a
     national scheme other than the US one (the context names it, e.g. ``…/2.0.xml/UK/…``) are kept
-    as ``vics-<country>:<n>``, since their meaning is that country's."""
+    as ``vics-<country>:<n>``, since their meaning is that country's. ValueError for anything but a
+    whole number (``true`` or ``1.5`` would not be written back as they were read)."""
     if raw is None or raw == "":
         return None
-    number = int(raw)
-    match = _COUNTRY.search(context or "")
-    country = match.group(1).upper() if match else "US"
+    number = None if isinstance(raw, bool) else _integer(_text(raw).strip())
+    if number is None:
+        raise ValueError(f"not a whole number: {raw!r}")
+    country = _country(context)
     if country == "US" and number in VIC_US_CATEGORIES:
         return VIC_US_CATEGORIES[number]
     return f"vics-{country.lower()}:{number}"
 
 
-def vic_category(rec: EntryRecord) -> int | None:
-    """The VIC number to write for a record: the one it was read with, else mapped from its category."""
-    kept = rec.extra.get(EXTRA_PREFIX + "Category")
-    if kept:
-        return int(kept)
+def vic_category(rec: EntryRecord, country: str = "US") -> int | None:
+    """The VIC number to write for a record in a file of ``country``'s scheme: the one it was read
+    with (when read under the same scheme), else mapped from its category. A category of another
+    national scheme is refused: its number means something else in this file."""
+    kept = _integer(rec.extra.get(EXTRA_PREFIX + "Category"))
+    if kept is not None and _country(rec.extra.get(CONTEXT_KEY)) == country:
+        return kept
     cat = (rec.category or "").strip().lower()
     if not cat:
         return None
-    if cat in _CATEGORY_TO_VIC:
+    if country == "US" and cat in _CATEGORY_TO_VIC:
         return _CATEGORY_TO_VIC[cat]
     match = _NAME_CATEGORY.fullmatch(cat)
-    if match:
-        return int(match.group(1))
-    raise UnsupportedRecord(f"vics: no Project VIC category for {rec.category!r}")
+    if match and match.group(1).upper() == country:
+        return int(match.group(2))
+    raise UnsupportedRecord(f"vics: no Project VIC category of the {country} scheme for {rec.category!r}")
 
 
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
-        return str(int(value)) if value == value.to_integral_value() else str(value)
+        # A whole number as digits, unless huge (1e999999999 as digits would take a gigabyte).
+        whole = value.is_finite() and value == value.to_integral_value() and value.adjusted() < 64
+        return str(int(value)) if whole else str(value)
     return str(value)
 
 
@@ -114,7 +133,7 @@ def _probe(head: bytes) -> tuple[str | None, str | None]:
                 return "set", context
             elif prefix == "value" and event == "end_array":
                 return None, context  # empty, or no Media: the event reader says which
-    except ijson.JSONError:
+    except (ijson.JSONError, UnicodeDecodeError):  # the event reader names the problem
         pass
     return None, context
 
@@ -155,7 +174,7 @@ class VicsFormat(ListFormat):
                     yield from self._records(number, obj, context)
                 else:
                     yield err(number, f"Media item #{number}: not a JSON object")
-        except ijson.JSONError as exc:
+        except (ijson.JSONError, UnicodeDecodeError) as exc:  # ijson decodes strings as UTF-8 itself
             yield _json_error(number, exc)
 
     def _read_events(self, stream: Prefixed) -> Iterator[ParsedLine]:
@@ -224,7 +243,7 @@ class VicsFormat(ListFormat):
                         yield err(item, f"Media item #{item}: not a JSON object")
                     continue
                 top.event(event, value)
-        except ijson.JSONError as exc:
+        except (ijson.JSONError, UnicodeDecodeError) as exc:
             yield _json_error(item, exc)
             return
         if not saw_value:
@@ -242,7 +261,11 @@ class VicsFormat(ListFormat):
                 yield err(number, f"{where}: {key} must be a string")
                 return
             hashes.append((signal_type, val.strip()))
-        for alt in fields.get("alternativehashes") or []:
+        alternatives = fields.get("alternativehashes") or []
+        if not isinstance(alternatives, list):
+            yield err(number, f"{where}: AlternativeHashes must be a list")
+            return
+        for alt in alternatives:
             if isinstance(alt, dict) and str(alt.get("HashName", "")).strip().lower() == "photodna":
                 val = alt.get("HashValue")
                 if isinstance(val, str) and val.strip() and "photodna" not in dict(hashes):
@@ -304,7 +327,7 @@ class VicsFormat(ListFormat):
             )
             if not same_item:
                 flush()
-                group, group_id = self._media(rec), rec.external_id
+                group, group_id = self._media(rec, _country(context)), rec.external_id
             assert group is not None
             group[key] = rec.value
             count += 1
@@ -313,16 +336,19 @@ class VicsFormat(ListFormat):
         return count
 
     @staticmethod
-    def _media(rec: EntryRecord) -> dict[str, Any]:
-        """A Media item's fields other than its hashes, in a fixed order."""
+    def _media(rec: EntryRecord, country: str) -> dict[str, Any]:
+        """A Media item's fields other than its hashes, in a fixed order. Numbers are written as
+        numbers only when that reads back as the same text (``007`` stays a string)."""
         item: dict[str, Any] = {}
         if rec.external_id is not None:
-            item["MediaID"] = int(rec.external_id) if rec.external_id.isdigit() else rec.external_id
-        item["Category"] = vic_category(rec)
+            number = _integer(rec.external_id)
+            item["MediaID"] = rec.external_id if number is None else number
+        item["Category"] = vic_category(rec, country)
         for name in KEPT_FIELDS[1:]:
             kept = rec.extra.get(EXTRA_PREFIX + name)
             if kept is not None:
-                item[name] = int(kept) if name == "MediaSize" and kept.isdigit() else kept
+                size = _integer(kept) if name == "MediaSize" else None
+                item[name] = kept if size is None else size
         if rec.note:
             item["Comments"] = rec.note
         return item
