@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seawall.redact import redact_url
@@ -203,6 +203,27 @@ class Settings(BaseSettings):
     max_video_seconds: float = Field(4 * 3600.0, description="Longest video, in seconds, that is hashed.")
     max_video_pixels: int = Field(8192 * 8192, description="Largest video frame, in pixels.")
     max_video_frames: int = Field(1_000_000, description="Most frames hashed from one video.")
+    # statistics
+    timezone: str = Field(
+        "UTC", description="The hotline's time zone (IANA name): statistics count in its calendar days and periods."
+    )
+    stats_public: bool = Field(
+        False, description="Publish the annual statistics report at /public/stats/report (aggregates only)."
+    )
+    stats_public_threshold: int = Field(
+        10, ge=1, description="On the public report, a figure below this count is shown suppressed ('<N')."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/London") from None
+        return value
 
     @property
     def effective_database_url(self) -> str:
