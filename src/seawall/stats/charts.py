@@ -4,7 +4,7 @@ chart carries a title and description for screen readers (its table sits beside 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 # Colour-blind-safe (Okabe-Ito), in the order bands are drawn.
@@ -62,7 +62,7 @@ def _label_step(count: int, room: int) -> int:
 
 
 def stacked_bars(
-    title: str, labels: Sequence[str], series: dict[str, Sequence[int]], *, width: int = 640, height: int = 300
+    title: str, labels: Sequence[str], series: Mapping[str, Sequence[int]], *, width: int = 640, height: int = 300
 ) -> str:
     """One bar per label, stacked by series (e.g. pages per half-year, by age band)."""
     left, top, right, bottom = 52, 12, 110, 36

@@ -650,17 +650,16 @@ def _live_events(
         for at, channel, site_type, age_band in session.execute(query):
             values = {"channel": text_of(channel), "site_type": text_of(site_type), "age_band": text_of(age_band)}
             yield periods.local_day(at, zone), values, None
-        if measure == "reports":  # a hotline's past years: each imported page was reported once
-            imported = select(PageRecord.reported_at, PageRecord.channel, PageRecord.site_type).where(
-                PageRecord.source == "import", PageRecord.reported_at >= start, PageRecord.reported_at < end
-            )
-            for when, how, where_seen in session.execute(imported):
-                if when is not None:
-                    yield (
-                        periods.local_day(when, zone),
-                        {"channel": text_of(how), "site_type": text_of(where_seen)},
-                        None,
-                    )
+        # A hotline's past years: each imported page was reported once.
+        imported = select(PageRecord.reported_at, PageRecord.channel, PageRecord.site_type, PageRecord.age_band).where(
+            PageRecord.source == "import", PageRecord.reported_at >= start, PageRecord.reported_at < end
+        )
+        if measure == "self_reports":
+            imported = imported.where(PageRecord.channel == "self_report")
+        for when, how, where_seen, band in session.execute(imported):
+            if when is not None:
+                found = {"channel": text_of(how), "site_type": text_of(where_seen), "age_band": text_of(band)}
+                yield periods.local_day(when, zone), found, None
     elif measure in ("notices", "takedown"):
         sent = (
             select(Notice.sent_at, Notice.channel, Notice.takedown_seconds, Notice.removed_at, Case.hosting_country)
@@ -736,10 +735,11 @@ def _extent(session: Session, settings: Settings, measure: str) -> tuple[date, d
         query = query.where(Report.channel == "self_report")
     low, high = session.execute(query).one()
     days = [periods.local_day(m, zone) for m in (low, high) if m is not None]
-    if measure == "reports":
+    if measure in ("reports", "self_reports"):
         imported = session.execute(
             select(func.min(PageRecord.reported_at), func.max(PageRecord.reported_at)).where(
-                PageRecord.source == "import"
+                PageRecord.source == "import",
+                PageRecord.channel == "self_report" if measure == "self_reports" else true(),
             )
         ).one()
         days += [periods.local_day(m, zone) for m in imported if m is not None]
