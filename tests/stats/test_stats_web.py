@@ -50,19 +50,21 @@ def test_json_and_csv_give_the_same_table(client: TestClient, db: Session, setti
     assert answer.status_code == 200
     rows = answer.json()["rows"]
     assert rows == [
-        {"half_year": "2021-H1", "age_band": "11-13", "count": 2, "previous": 0, "change_pct": None, "share_pct": 33.3},
         {"half_year": "2021-H1", "age_band": "7-10", "count": 4, "previous": 0, "change_pct": None, "share_pct": 66.7},
-        {"half_year": "2021-H2", "age_band": "11-13", "count": 0, "previous": 0, "change_pct": None, "share_pct": None},
+        {"half_year": "2021-H1", "age_band": "11-13", "count": 2, "previous": 0, "change_pct": None, "share_pct": 33.3},
         {"half_year": "2021-H2", "age_band": "7-10", "count": 0, "previous": 0, "change_pct": None, "share_pct": None},
-        {"half_year": "2022-H1", "age_band": "11-13", "count": 3, "previous": 2, "change_pct": 50.0, "share_pct": 30.0},
+        {"half_year": "2021-H2", "age_band": "11-13", "count": 0, "previous": 0, "change_pct": None, "share_pct": None},
         {"half_year": "2022-H1", "age_band": "7-10", "count": 7, "previous": 4, "change_pct": 75.0, "share_pct": 70.0},
+        {"half_year": "2022-H1", "age_band": "11-13", "count": 3, "previous": 2, "change_pct": 50.0, "share_pct": 30.0},
     ]
     as_csv = client.get("/v1/stats", params=params, headers={**reader, "accept": "text/csv"})
     assert as_csv.headers["content-type"].startswith("text/csv")
     parsed = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert [
-        {k: (None if v == "" else int(v) if k in ("count", "previous") else float(v) if k.endswith("pct") else v)
-         for k, v in row.items()}
+        {
+            k: (None if v == "" else int(v) if k in ("count", "previous") else float(v) if k.endswith("pct") else v)
+            for k, v in row.items()
+        }
         for row in parsed
     ] == rows
     assert client.get("/v1/stats", params={**params, "format": "csv"}, headers=reader).text == as_csv.text

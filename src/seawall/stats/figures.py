@@ -115,7 +115,7 @@ def overview(
     result.headlines.append(Headline("Median takedown time (hours)", median if median is not None else "-", "", None))
 
     # Pages per half-year by age band, over every year up to this one.
-    first = date(years[0], 1, 1)
+    first = date(min(years[0], year), 1, 1)
     by_band = service.table(
         session, settings, Query(measure="pages", by=["half_year", "age_band"], start=first, end=end)
     ).rows

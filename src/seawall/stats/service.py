@@ -764,6 +764,19 @@ def _hours(seconds: float) -> float:
     return round(seconds / 3600.0, 1)
 
 
+def _order(dims: Sequence[str], values: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
+    """Age bands youngest first, other values alphabetically, unknown last."""
+    out = []
+    for dim, value in zip(dims, values, strict=True):
+        if value == UNKNOWN:
+            out.append((2, 0, value))
+        elif dim == "age_band" and value in AGE_BANDS:
+            out.append((0, AGE_BANDS.index(value), value))
+        else:
+            out.append((1, 0, value))
+    return tuple(out)
+
+
 def table(session: Session, settings: Settings, query: Query, principal: Principal | None = None) -> Result:
     """Counts by period and up to two dimensions, with share, year-on-year change and growth since a
     base year. Every period in the range is a row for every combination of values seen (zero when
@@ -823,7 +836,7 @@ def table(session: Session, settings: Settings, query: Query, principal: Princip
     current = fold(start, end)
     previous = fold(periods.year_earlier(start), periods.year_earlier(end))
     base = fold(date(query.since, 1, 1), base_hi) if query.since is not None else {}
-    combos = sorted({values for (_, values) in counts}) if dims else [()]
+    combos = sorted({values for (_, values) in counts}, key=lambda v: _order(dims, v)) if dims else [()]
     keys: list[Any] = list(periods.between(kind, start, end)) if kind else [None]
     totals: dict[Any, int] = defaultdict(int)
     for (key, _), n in current.items():
