@@ -22,7 +22,9 @@ from itertools import combinations
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Table, delete, func, select, true
+from sqlalchemy import ColumnElement, Date, Table, case, delete, func, literal_column, select, true
+from sqlalchemy import cast as sql_cast
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -447,28 +449,66 @@ def _column(model: type[PageRecord] | type[ImageRecord], dim: str) -> Any:
     return getattr(model, dim)
 
 
+def _value_sql(model: type[PageRecord] | type[ImageRecord], dim: str) -> Any:
+    """A dimension's value as the cube spells it, computed by the database (constants inline, so the
+    grouped expression and the selected one are the same on PostgreSQL)."""
+    column = _column(model, dim)
+    if dim in BOOL_DIMS:
+        return case(
+            (column.is_(None), literal_column(f"'{UNKNOWN}'")),
+            (column.is_(True), literal_column("'true'")),
+            else_=literal_column("'false'"),
+        )
+    return func.coalesce(column, literal_column(f"'{UNKNOWN}'"))
+
+
+def _month_sql(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return sql_cast(func.date_trunc(literal_column("'month'"), CubeCount.period), Date)
+    return func.date(CubeCount.period, literal_column("'start of month'"))
+
+
 def rebuild_cube(session: Session, measures: Sequence[str] = ("pages", "images")) -> int:
-    """The cube recomputed from the records (after a bulk load, or to check it): one grouped scan per
-    combination of dimensions. Returns the cells written."""
-    written = 0
+    """The cube recomputed from the records (after a bulk load, or to check it), by the database:
+    one grouped scan of the records per combination of dimensions for the days, then the months
+    from the days. Returns the cells written."""
+    table = cast(Table, CubeCount.__table__)
+    names = ["measure", "grain", "dims", "period", "v1", "v2", "count"]
     for measure in measures:
         model: type[PageRecord] | type[ImageRecord] = PageRecord if measure == "pages" else ImageRecord
         session.execute(delete(CubeCount).where(CubeCount.measure == measure))
         for combo in _COMBOS[measure]:
-            columns = [_column(model, d) for d in combo]
+            values = [_value_sql(model, d) for d in combo]
+            padded = [*values, literal_column("''"), literal_column("''")][:2]
             query = (
-                select(model.day, *columns, func.count()).where(model.outcome == "csam").group_by(model.day, *columns)
+                select(
+                    literal_column(f"'{measure}'"),
+                    literal_column("'d'"),
+                    literal_column(f"'{','.join(combo)}'"),
+                    model.day,
+                    *padded,
+                    func.count(),
+                )
+                .where(model.outcome == "csam")
+                .group_by(model.day, *values)
             )
-            cells: Counter[CubeKey] = Counter()
-            name = ",".join(combo)
-            for day, *rest in session.execute(query):
-                *values, n = rest
-                v = [text_of(x) for x in values] + ["", ""]
-                cells[(measure, "d", name, day, v[0], v[1])] += n
-                cells[(measure, "m", name, day.replace(day=1), v[0], v[1])] += n
-            _apply(session, cells)
-            written += len(cells)
-    return written
+            session.execute(sql_insert(table).from_select(names, query))
+        month = _month_sql(session)
+        monthly = (
+            select(
+                CubeCount.measure,
+                literal_column("'m'"),
+                CubeCount.dims,
+                month,
+                CubeCount.v1,
+                CubeCount.v2,
+                func.sum(CubeCount.count),
+            )
+            .where(CubeCount.measure == measure, CubeCount.grain == "d")
+            .group_by(CubeCount.measure, CubeCount.dims, month, CubeCount.v1, CubeCount.v2)
+        )
+        session.execute(sql_insert(table).from_select(names, monthly))
+    return int(session.scalar(select(func.count()).select_from(CubeCount).where(CubeCount.measure.in_(measures))) or 0)
 
 
 def rebuild(session: Session, settings: Settings) -> dict[str, int]:
