@@ -13,6 +13,7 @@ service's own ``rebuild_cube``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -233,8 +234,9 @@ def main() -> None:
                 flush=True,
             )
     print(f"\nslowest cube answer: {worst:.3f} s")
-    for table in reversed(TABLES):
-        table.drop(engine, checkfirst=True)
+    if not os.environ.get("BENCH_KEEP"):  # BENCH_KEEP=1 leaves the tables for a closer look
+        for table in reversed(TABLES):
+            table.drop(engine, checkfirst=True)
     engine.dispose()
     folder.cleanup()
 
