@@ -845,9 +845,9 @@ def inherit_if_known(
         return None
     events = _Events()
     row = _inherit(session, item, source, events)
-    stats_service.record_confirmed(session, settings, row)
     for case in cases_of(session, item):
         recompute_case(session, actor, case, events=events)
+    stats_service.record_confirmed(session, settings, row)
     events.record(session, actor)
     return row
 

@@ -286,7 +286,9 @@ def image_values(session: Session, settings: Settings, row: Assessment) -> dict[
 def record_confirmed(session: Session, settings: Settings, row: Assessment, *heirs: int | None) -> None:
     """The statistics records of an assessment that is now final (QA's last confirmation, or an
     inherited one) and of the assessments its near-identical items inherited from it (by id), in the
-    caller's transaction; a later confirmed assessment of the same item or case replaces a record."""
+    caller's transaction; a later confirmed assessment of the same item or case replaces a record.
+    Called once the item and its cases are locked: cube cells come after cases and before lists in
+    the lock order."""
     pages: dict[str, dict[str, Any]] = {}
     images: dict[str, dict[str, Any]] = {}
     rows = [row, *(session.get(Assessment, h) for h in heirs if h is not None)]
@@ -758,7 +760,7 @@ def _extent(session: Session, settings: Settings, measure: str) -> tuple[date, d
     if measure in ("pages", "images"):
         low, high = session.execute(
             select(func.min(CubeCount.period), func.max(CubeCount.period)).where(
-                CubeCount.measure == measure, CubeCount.grain == "d", CubeCount.dims == ""
+                CubeCount.measure == measure, CubeCount.grain == "d", CubeCount.dims == "", CubeCount.count > 0
             )
         ).one()
         return (low, high) if low is not None else None
