@@ -31,9 +31,10 @@ DOMAIN_CLIS = [
     "seawall.lists.exchanges.cli",
     "seawall.matching.cli",
     "seawall.hotline.cli",
+    "seawall.stats.cli",
 ]
 # Each domain that seeds demo data exposes ``seed_demo(session, console) -> None`` in its ``demo`` module.
-DEMO_SEEDERS = ["seawall.auth.demo", "seawall.matching.demo", "seawall.hotline.demo"]
+DEMO_SEEDERS = ["seawall.auth.demo", "seawall.matching.demo", "seawall.hotline.demo", "seawall.stats.demo"]
 
 
 def _version(value: bool) -> None:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seawall.redact import redact_url
@@ -278,6 +278,27 @@ class Settings(BaseSettings):
         1024.0, description="A fetch whose body arrives slower than this, after the grace period, is aborted."
     )
     fetch_rate_grace_seconds: float = Field(5.0, description="Seconds before the minimum transfer rate applies.")
+    # statistics
+    timezone: str = Field(
+        "UTC", description="The hotline's time zone (IANA name): statistics count in its calendar days and periods."
+    )
+    stats_public: bool = Field(
+        False, description="Publish the annual statistics report at /public/stats/report (aggregates only)."
+    )
+    stats_public_threshold: int = Field(
+        10, ge=1, description="On the public report, a figure below this count is shown suppressed ('<N')."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/London") from None
+        return value
 
     @property
     def effective_database_url(self) -> str:

@@ -400,6 +400,11 @@ ROUTES: list[Route] = [
     # the hotline: tracing (the abuse-contact directory)
     Route("GET", "/v1/hosts", "admin", _url("/v1/hosts")),
     Route("GET", "/v1/hosts/{host_id}", "admin", _url("/v1/hosts/1")),
+    # statistics (aggregates only; a list-limited key counts matches to its own lists)
+    Route("GET", "/v1/stats", "stats:read", _url("/v1/stats", params={"measure": "matches", "by": "year,list"})),
+    Route("GET", "/stats", "console:stats:read", _url("/stats")),
+    Route("GET", "/stats/report", "console:stats:read", _url("/stats/report", params={"year": 2022})),
+    Route("GET", "/public/stats/report", PUBLIC, _url("/public/stats/report")),  # 404 unless published
 ]
 
 

@@ -30,15 +30,26 @@ SCOPES: dict[str, str] = {
     "admin": "manage users, API keys and settings",
     "ops": "read readiness details and metrics (monitoring)",
     "console": "use the analyst console",
+    "stats:read": "read statistics and trends (aggregates only)",
 }
 
-_ANALYST = {"console", "match", "hash", "lists:read", "reports:read", "reports:write", "review", "reveal"}
+_ANALYST = {
+    "console",
+    "match",
+    "hash",
+    "lists:read",
+    "reports:read",
+    "reports:write",
+    "review",
+    "reveal",
+    "stats:read",
+}
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(SCOPES),
     Role.senior_analyst: frozenset(_ANALYST | {"lists:write", "qa"}),
     Role.analyst: frozenset(_ANALYST),
-    Role.auditor: frozenset({"console", "audit:read", "lists:read", "reports:read"}),
+    Role.auditor: frozenset({"console", "audit:read", "lists:read", "reports:read", "stats:read"}),
     Role.partner: frozenset({"match", "hash", "lists:read"}),
 }
 

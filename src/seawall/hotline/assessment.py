@@ -62,6 +62,7 @@ from seawall.lists.models import Entry, HashList
 from seawall.lists.records import URL_LEVELS, EntryRecord
 from seawall.matching.indexes import MatchIndexes
 from seawall.signals.pdq import LOW_QUALITY_THRESHOLD, hamming, is_low_quality
+from seawall.stats import service as stats_service
 
 log = logging.getLogger(__name__)
 
@@ -846,6 +847,7 @@ def inherit_if_known(
     row = _inherit(session, item, source, events)
     for case in cases_of(session, item):
         recompute_case(session, actor, case, events=events)
+    stats_service.record_confirmed(session, settings, row)
     events.record(session, actor)
     return row
 
@@ -1072,6 +1074,7 @@ def _finalise(
         touched = {c.id: c for i in [item, *heirs] for c in cases_of(session, i)}
         for other in touched.values():
             recompute_case(session, actor, other, events=events)
+    stats_service.record_confirmed(session, settings, row, *(h.assessment_id for h in heirs))
     provenance = _provenance(session, row, item, case)
     if item is not None:
         added, retracted = _sync_item_entries(session, settings, row, item, provenance)
