@@ -31,6 +31,7 @@ DOMAIN_CLIS = [
     "seawall.lists.exchanges.cli",
     "seawall.matching.cli",
     "seawall.hotline.cli",
+    "seawall.scan.cli",
 ]
 # Each domain that seeds demo data exposes ``seed_demo(session, console) -> None`` in its ``demo`` module.
 DEMO_SEEDERS = ["seawall.auth.demo", "seawall.matching.demo"]
