@@ -90,7 +90,10 @@ def world(database_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest
         (folder / f"{name}.png").write_bytes(data)
         hashed = hash_file(folder / f"{name}.png")
         sha256[name] = hashed["sha256"]
-        records += [EntryRecord("sha256", hashed["sha256"], external_id=name), EntryRecord("pdq", hashed["pdq"], external_id=name)]
+        records += [
+            EntryRecord("sha256", hashed["sha256"], external_id=name),
+            EntryRecord("pdq", hashed["pdq"], external_id=name),
+        ]
     for name, data in {**EDITED, **UNRELATED}.items():
         (folder / f"{name}.jpg" if name.startswith("edited") else folder / f"{name}.png").write_bytes(data)
     (folder / "readme.txt").write_text("not a picture")
@@ -155,7 +158,9 @@ def _warc(path: Path, responses: dict[str, bytes]) -> None:
             request = writer.create_warc_record(url, "request", payload=io.BytesIO(b"GET / HTTP/1.0\r\n\r\n"))
             writer.write_record(request)
             headers = StatusAndHeaders("200 OK", [("Content-Type", "application/octet-stream")], protocol="HTTP/1.0")
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=headers))
+            writer.write_record(
+                writer.create_warc_record(url, "response", payload=io.BytesIO(data), http_headers=headers)
+            )
 
 
 def _sources(world: World, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
@@ -166,7 +171,10 @@ def _sources(world: World, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     tgz = tmp_path / "nested.tar.gz"
     tgz.write_bytes(_tar_gz({"listed2.png": LISTED["listed2"], "inner.zip": inner}))
     warc = tmp_path / "crawl.warc.gz"
-    _warc(warc, {"http://example.test/p/listed1.png": LISTED["listed1"], "http://example.test/p/other2": UNRELATED["other2"]})
+    _warc(
+        warc,
+        {"http://example.test/p/listed1.png": LISTED["listed1"], "http://example.test/p/other2": UNRELATED["other2"]},
+    )
     remote = tmp_path / "bucket"
     remote.mkdir()
     (remote / "edited1.jpg").write_bytes(EDITED["edited1"])
@@ -179,7 +187,13 @@ def _check(world: World, rows: list[dict[str, Any]], tmp_path: Path) -> None:
     assert len(by_path) == len(rows)  # every item once
     plain = sorted(p for p in by_path if p.startswith(str(world.folder)))
     assert [p.rsplit("/", 1)[-1] for p in plain] == [
-        "edited1.jpg", "edited2.jpg", "listed1.png", "listed2.png", "other1.png", "other2.png", "readme.txt"
+        "edited1.jpg",
+        "edited2.jpg",
+        "listed1.png",
+        "listed2.png",
+        "other1.png",
+        "other2.png",
+        "readme.txt",
     ]
     for path in plain:
         if path.endswith(".txt"):
@@ -209,9 +223,7 @@ def _check(world: World, rows: list[dict[str, Any]], tmp_path: Path) -> None:
 EXPECTED_COUNTS = {"items": 16, "media": 13, "skipped": 2, "errors": 1, "matches": 9}
 
 
-def test_every_kind_of_source_through_a_local_cluster_matches_like_seawall_match(
-    world: World, tmp_path: Path
-) -> None:
+def test_every_kind_of_source_through_a_local_cluster_matches_like_seawall_match(world: World, tmp_path: Path) -> None:
     sources, _ = _sources(world, tmp_path)
     out = tmp_path / "results.jsonl"
     with world.factory() as session:
@@ -224,9 +236,11 @@ def test_every_kind_of_source_through_a_local_cluster_matches_like_seawall_match
     assert {k: getattr(ended, k) for k in EXPECTED_COUNTS} == EXPECTED_COUNTS
     assert ended.partitions == ended.partitions_done == 5 and ended.out_offset == out.stat().st_size
     # The single-process matcher on the same folder: the same matches, item by item.
-    matched = subprocess.run(
-        [str(BIN / "seawall"), "match", "-r", str(world.folder)], env=world.env, capture_output=True, text=True
-    )
+    from typer.testing import CliRunner
+
+    from seawall.cli import app
+
+    matched = CliRunner().invoke(app, ["match", "-r", str(world.folder)])
     single = {r["path"]: r for r in map(json.loads, matched.stdout.splitlines())}
     scanned = {r["path"]: r for r in rows if r["path"] in single}
     assert sorted(single) == sorted(scanned) and len(single) == 7
@@ -251,28 +265,35 @@ def test_a_real_scheduler_and_workers_give_the_same_results_into_parquet(world: 
     try:
         procs.append(
             subprocess.Popen(
-                [str(BIN / "dask"), "worker", address, "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1",
-                 "--no-dashboard"],
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                ],
                 env=world.env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
         )
         out = tmp_path / "results.parquet"
-        scanned = subprocess.run(
-            [str(BIN / "seawall"), "scan", *sources, "--scheduler", address, "--out", str(out)],
-            env=world.env,
-            capture_output=True,
-            text=True,
-            timeout=100,
-        )
+        with world.factory() as session:
+            run = service.create_run(session, world.settings, cli_principal(), sources, service.ScanOptions(), out)
+            session.commit()
+        ended = service.execute(world.factory, world.settings, cli_principal(), run.id, scheduler=address)
     finally:
         for proc in reversed(procs):
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=20)
-    assert scanned.returncode == 1, scanned.stderr  # one item could not be scanned
-    assert "16 items, 13 media, 9 matched, 2 skipped, 1 errors" in scanned.stderr
+    assert ended.state == "finished"
+    assert {k: getattr(ended, k) for k in EXPECTED_COUNTS} == EXPECTED_COUNTS
     table = pq.read_table(out).to_pylist()
     rows = []
     for record in table:
@@ -287,11 +308,15 @@ def test_a_real_scheduler_and_workers_give_the_same_results_into_parquet(world: 
     assert not Path(str(out) + ".partial.jsonl").exists()
 
 
-def test_a_killed_scan_resumes_with_every_item_counted_once(world: World, tmp_path: Path) -> None:
+def test_a_killed_scan_resumes_with_every_item_counted_once(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for n in range(24):
         (world.folder / f"more{n:02}.png").write_bytes(_png(200 + n))
     out = tmp_path / "results.jsonl"
     env = {**world.env, "SEAWALL_SCAN_PARTITION_ITEMS": "1"}
+    monkeypatch.setenv("SEAWALL_SCAN_PARTITION_ITEMS", "1")
+    reset_settings()
     command = [str(BIN / "seawall"), "scan", str(world.folder), "--workers", "1", "--out", str(out)]
     first = subprocess.Popen([*command, "--rate", "8"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
@@ -310,11 +335,13 @@ def test_a_killed_scan_resumes_with_every_item_counted_once(world: World, tmp_pa
     with out.open("ab") as handle:
         handle.write(b'{"path": "half-writ')
     assert out.stat().st_size > checkpointed
-    resumed = subprocess.run(
-        [str(BIN / "seawall"), "scan", "--resume", "1", "--workers", "1"], env=env, capture_output=True, text=True,
-        timeout=100,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    from typer.testing import CliRunner
+
+    from seawall.cli import app
+
+    # Resumed in this process (its Dask fork server is warm already: the suite stays quick).
+    resumed = CliRunner().invoke(app, ["scan", "--resume", "1", "--workers", "1"])
+    assert resumed.exit_code == 0, resumed.output
     rows = _rows(out)
     paths = [r["path"] for r in rows]
     assert len(paths) == len(set(paths)) == 31
@@ -323,15 +350,20 @@ def test_a_killed_scan_resumes_with_every_item_counted_once(world: World, tmp_pa
         run = session.get(ScanRun, 1)
         assert run is not None
         assert (run.state, run.items, run.media, run.skipped, run.errors, run.partitions_done) == (
-            "finished", 31, 30, 1, 0, 31
+            "finished",
+            31,
+            30,
+            1,
+            0,
+            31,
         )
         assert run.matches == 4
         states = session.scalars(select(ScanPartition.state).where(ScanPartition.run_id == 1)).all()
         assert states == ["done"] * 31
     for row in rows:
         assert _hits(row) == sorted(_expected(world, row["path"])), row["path"]
-    again = subprocess.run(command[:2] + ["--resume", "1"], env=env, capture_output=True, text=True, timeout=60)
-    assert again.returncode == 0 and "finished already" in again.stderr
+    again = CliRunner().invoke(app, ["scan", "--resume", "1"])
+    assert again.exit_code == 0 and "finished already" in again.output
 
 
 def test_matches_open_one_proactive_report_each_even_when_a_partition_is_scanned_twice(
@@ -341,7 +373,11 @@ def test_matches_open_one_proactive_report_each_even_when_a_partition_is_scanned
 
     with world.factory() as session:
         run = service.create_run(
-            session, world.settings, cli_principal(), [str(world.folder)], service.ScanOptions(report=True),
+            session,
+            world.settings,
+            cli_principal(),
+            [str(world.folder)],
+            service.ScanOptions(report=True),
             tmp_path / "r.jsonl",
         )
         session.commit()
@@ -357,22 +393,25 @@ def test_matches_open_one_proactive_report_each_even_when_a_partition_is_scanned
         reports = session.scalars(select(Report).order_by(Report.id)).all()
         assert [(r.channel, r.partner) for r in reports] == [("proactive", "seawall-scan")] * 4
         listed = next(r for r in reports if r.reference == next(x["report"] for x in rows if "listed1" in x["path"]))
-        signals = dict(session.execute(select(ReportSignal.signal_type, ReportSignal.value).where(
-            ReportSignal.report_id == listed.id)).all())
+        signals = dict(
+            session.execute(
+                select(ReportSignal.signal_type, ReportSignal.value).where(ReportSignal.report_id == listed.id)
+            ).all()
+        )
         assert signals["sha256"] == world.sha256["listed1"]
     assert ended.matches == 4
 
 
-def test_scan_runs_are_visible_to_an_ops_key_over_http(
-    world: World, tmp_path: Path, client: Any, db: Session
-) -> None:
+def test_scan_runs_are_visible_to_an_ops_key_over_http(world: World, tmp_path: Path, client: Any, db: Session) -> None:
     from seawall.auth import service as auth_service
 
     with world.factory() as session:
-        everything = service.create_run(session, world.settings, cli_principal(), [str(world.folder)],
-                                        service.ScanOptions(), None)
-        only_known = service.create_run(session, world.settings, cli_principal(), [str(world.folder)],
-                                        service.ScanOptions(lists=["known"]), None)
+        everything = service.create_run(
+            session, world.settings, cli_principal(), [str(world.folder)], service.ScanOptions(), None
+        )
+        only_known = service.create_run(
+            session, world.settings, cli_principal(), [str(world.folder)], service.ScanOptions(lists=["known"]), None
+        )
         session.commit()
     ops = auth_service.create_api_key(db, SYSTEM, name="ops", scopes=["ops"]).secret
     limited = auth_service.create_api_key(db, SYSTEM, name="ops-known", scopes=["ops"], lists=["known"]).secret

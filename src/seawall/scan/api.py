@@ -21,7 +21,7 @@ def _visible(principal: Principal, run: ScanRun) -> bool:
     counts matches on lists that are not its own."""
     if principal.lists is None:
         return True
-    wanted = run.options.get("lists")
+    wanted = run.options.get("lists") or []
     return bool(wanted) and all(principal.can_use_list(name) for name in wanted)
 
 
@@ -35,7 +35,9 @@ def list_scans(
 
 
 @router.get("/scans/{run_id}", summary="One scan run: sources, partitions done, counts, rate")
-def get_scan(run_id: int, db: Session = Depends(get_db), principal: Principal = Depends(require("ops"))) -> dict[str, Any]:
+def get_scan(
+    run_id: int, db: Session = Depends(get_db), principal: Principal = Depends(require("ops"))
+) -> dict[str, Any]:
     run = db.get(ScanRun, run_id)
     if run is None or not _visible(principal, run):
         raise HTTPException(404, f"no scan run {run_id}")

@@ -29,8 +29,12 @@ def scan(
     scheduler: str | None = typer.Option(
         None, "--scheduler", help="A Dask scheduler's address (tcp://host:8786); default: a local cluster."
     ),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Local cluster worker processes (default: cores)."),
-    list_name: list[str] = typer.Option([], "--lists", "-l", help="Repeatable. Only these lists (default: all enabled)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Local cluster worker processes (default: cores)."
+    ),
+    list_name: list[str] = typer.Option(
+        [], "--lists", "-l", help="Repeatable. Only these lists (default: all enabled)."
+    ),
     out_file: Path | None = typer.Option(
         None, "--out", help="Results file: JSON lines, or Parquet when it ends in .parquet (default: standard output)."
     ),
@@ -83,9 +87,7 @@ def scan(
 
             def show(progress: service.Progress) -> None:
                 r = progress.run
-                figures = (
-                    f"{r['items']} items, {progress.rate:.1f}/s, {r['matches']} matches, {r['errors']} errors"
-                )
+                figures = f"{r['items']} items, {progress.rate:.1f}/s, {r['matches']} matches, {r['errors']} errors"
                 bar.update(task, completed=r["partitions_done"], figures=figures)
 
             ended = service.execute(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from seawall.auth.permissions import Principal
@@ -33,6 +33,7 @@ from seawall.scan.models import COUNTERS, ScanPartition, ScanRun
 from seawall.scan.sources import ScanError, plan
 
 log = logging.getLogger(__name__)
+WORKER_MODULES = ("seawall.scan.worker", "seawall.matching.service", "seawall.signals.hashing", "seawall.media.image")
 REPORT_PARTNER = "seawall-scan"  # reports a scan opens are this partner's, keyed by run/partition/item
 
 
@@ -171,10 +172,8 @@ class ResultSink:
         return self.offset
 
     def finish(self) -> None:
-        if self._handle is None:
-            return
-        self._handle.close()
-        self._handle = None
+        """The run is complete: a Parquet file is written from the spool."""
+        self.close()
         if self.parquet and self.spool is not None and self.out is not None:
             write_parquet(self.spool, Path(self.out))
             self.spool.unlink()
@@ -277,7 +276,12 @@ def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
         except (OSError, TimeoutError, ValueError) as exc:
             raise ScanError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     import dask
+    from distributed.utils import get_mp_context
 
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        # The fork server imports the scanning code once, and each worker forked from it starts with
+        # it loaded (Dask sets its own preload list on first use: ours replaces it, a superset).
+        get_mp_context().set_forkserver_preload(["distributed", "dask", "numpy", *WORKER_MODULES])
     # Workers forked from a fork server start in a second, not the many of a fresh interpreter; they
     # get this process's Seawall settings (same machine, same user) through the nanny's environment.
     env = {k: v for k, v in os.environ.items() if k.startswith("SEAWALL_")}
@@ -324,8 +328,20 @@ def execute(
             progress = Progress(run_dict(run))
         try:
             if todo:
-                _drive(factory, settings, principal, run_id, options, todo, sink, scheduler, workers, rate, progress,
-                       on_progress)
+                _drive(
+                    factory,
+                    settings,
+                    principal,
+                    run_id,
+                    options,
+                    todo,
+                    sink,
+                    scheduler,
+                    workers,
+                    rate,
+                    progress,
+                    on_progress,
+                )
         finally:
             sink.close()
         with factory() as session:
@@ -477,7 +493,7 @@ def complete_partition(
             counts["matches"] += 1 if row.get("matches") else 0
     offset = sink.write(results)
     with factory() as session:
-        done = session.execute(
+        done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(ScanPartition)
             .where(ScanPartition.run_id == run_id, ScanPartition.number == number, ScanPartition.state != "done")
             .values(
@@ -488,8 +504,8 @@ def complete_partition(
                 error="",
                 done_at=utcnow(),
             )
-        ).rowcount
-        if done != 1:  # never while the run lock is held; refuse rather than count twice
+        )
+        if done.rowcount != 1:  # never while the run lock is held; refuse rather than count twice
             raise ScanError(f"partition {number} of scan run {run_id} was completed by someone else")
         values: dict[str, Any] = {name: getattr(ScanRun, name) + counts[name] for name in COUNTERS}
         values.update(partitions_done=ScanRun.partitions_done + 1, out_offset=offset, updated_at=utcnow())

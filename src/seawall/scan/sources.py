@@ -127,7 +127,7 @@ class _Bomb(Exception):
 class _Prefixed(io.RawIOBase):
     """A stream whose first bytes were read already (to recognise it) and are served again."""
 
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+    def __init__(self, head: bytes, rest: Any) -> None:
         self._head = head
         self._rest = rest
 
@@ -223,7 +223,7 @@ class Expander:
             with fsspec.open(url, "rb") as handle:
                 head = handle.read(_SNIFF)
                 kind = sniff(head)
-                rest: IO[bytes] = _Prefixed(head, handle)  # type: ignore[arg-type]
+                rest = io.BufferedReader(_Prefixed(head, handle))
                 if kind == "leaf":
                     limit = self.settings.max_file_bytes
                     data = head + _read_bounded(handle, limit - len(head), url) if len(head) == _SNIFF else head
@@ -331,15 +331,15 @@ class Expander:
     ) -> Iterator[Item]:
         if kind == "gzip":
             raw: IO[bytes] = stream
-            opened: IO[bytes] = gzip.GzipFile(fileobj=stream)
+            opened: Any = gzip.GzipFile(fileobj=stream)
         else:
             import zstandard
 
             raw = stream
-            opened = zstandard.ZstdDecompressor().stream_reader(stream)  # type: ignore[assignment]
+            opened = zstandard.ZstdDecompressor().stream_reader(stream)
         head = opened.read(_SNIFF)
         inner = sniff(head)
-        rest: IO[bytes] = io.BufferedReader(_Prefixed(head, opened))  # type: ignore[arg-type]
+        rest: IO[bytes] = io.BufferedReader(_Prefixed(head, opened))
         if inner == "warc" and kind == "gzip" and raw.seekable():
             raw.seek(0)  # warcio reads record-per-member gzip itself: offsets are then the file's own
             yield from self._warc(label, raw, nesting, budget)

@@ -103,5 +103,7 @@ def scan_item(session: Session, ctx: _Context, item: Item, options: dict[str, An
         row["signals"]["vpdq_frames"] = len(hashed["vpdq"])
     query = service.Query.from_hash(hashed)
     hits = service.find_hits(session, ctx.indexes, query, ctx.settings, lists=options.get("lists"))
-    row["hits"] = [[h.list_id, h.entry_id, h.signal_type, h.distance, h.variant, [list(x) for x in h.extra]] for h in hits]
+    row["hits"] = [
+        [h.list_id, h.entry_id, h.signal_type, h.distance, h.variant, [list(x) for x in h.extra]] for h in hits
+    ]
     return row
