@@ -144,7 +144,8 @@ def main() -> None:
                 assert _matches(scan["rows"]) == single, "scan results differ from seawall match"
             label = "fast" if fast else "exact"
             print(
-                f"(b) seawall scan, {workers} worker(s), {label:5}: {rate:7.1f} items/s  ({rate / single_rate:4.2f}× match)"
+                f"(b) seawall scan, {workers} worker(s), {label:5}: {rate:7.1f} items/s"
+                f"  ({rate / single_rate:4.2f}x match)"
             )
         one, many = results[(1, fast)], results[(args.workers, fast)]
         efficiency = many / (one * args.workers)
@@ -198,7 +199,7 @@ def main() -> None:
         local = results[(args.workers, False)]
         print(
             f"(c) seawall scan, dask scheduler + {args.workers} worker processes: {rate:7.1f} items/s"
-            f"  ({rate / local:4.2f}× the local cluster)"
+            f"  ({rate / local:4.2f}x the local cluster)"
         )
     finally:
         for proc in reversed(procs):

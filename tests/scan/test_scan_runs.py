@@ -432,3 +432,34 @@ def test_scan_runs_are_visible_to_an_ops_key_over_http(world: World, tmp_path: P
     assert get(f"/v1/scans/{only_known.id}", limited).json()["options"]["lists"] == ["known"]
     assert get("/v1/scans", nope).status_code == 403
     assert client.get("/v1/scans").status_code == 401
+    # The same figures on /metrics while runs are running (the server reads the run table).
+    with world.factory() as session:
+        run = session.get(ScanRun, everything.id)
+        assert run is not None
+        run.items, run.matches, run.partitions_done = 40, 3, 1
+        finished = session.get(ScanRun, only_known.id)
+        assert finished is not None
+        finished.state = "finished"
+        session.commit()
+    text = get("/metrics", ops).text
+    scan_lines = sorted(
+        line for line in text.splitlines() if line.startswith("seawall_scan_") and "timestamp" not in line
+    )
+    r = everything.id
+    assert scan_lines == sorted(
+        [
+            f'seawall_scan_items{{kind="{k}",run="{r}"}} {v}'
+            for k, v in (
+                ("items", 40.0),
+                ("media", 0.0),
+                ("skipped", 0.0),
+                ("errors", 0.0),
+                ("matches", 3.0),
+                ("bytes", 0.0),
+            )
+        ]
+        + [
+            f'seawall_scan_partitions{{run="{r}",state="done"}} 1.0',
+            f'seawall_scan_partitions{{run="{r}",state="total"}} 1.0',
+        ]
+    )

@@ -33,7 +33,7 @@ from seawall.scan.models import COUNTERS, ScanPartition, ScanRun
 from seawall.scan.sources import ScanError, plan
 
 log = logging.getLogger(__name__)
-WORKER_MODULES = ("seawall.scan.worker", "seawall.matching.service", "seawall.signals.hashing", "seawall.media.image")
+WORKER_MODULES = ("seawall.scan.worker", "seawall.matching.service", "seawall.scan.warmup")
 REPORT_PARTNER = "seawall-scan"  # reports a scan opens are this partner's, keyed by run/partition/item
 
 

@@ -211,6 +211,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.state.readiness.add("indexes", _index_probe)
     metrics = Metrics()
     app.state.metrics = metrics
+    from seawall.scan.metrics import register as register_scan_metrics
+
+    register_scan_metrics(metrics.registry, reads)
 
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
