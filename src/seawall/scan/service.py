@@ -34,6 +34,12 @@ from seawall.scan.sources import ScanError, plan
 
 log = logging.getLogger(__name__)
 WORKER_MODULES = ("seawall.scan.worker", "seawall.matching.service", "seawall.scan.warmup")
+# Dask settings for a local cluster's workers. Its statistical profiler samples the task thread's
+# stack every few milliseconds, which cost decoding and hashing about half their speed: off.
+WORKER_CONFIG = {
+    "distributed.worker.multiprocessing-method": "forkserver",
+    "distributed.worker.profile.enabled": False,
+}
 REPORT_PARTNER = "seawall-scan"  # reports a scan opens are this partner's, keyed by run/partition/item
 
 
@@ -285,7 +291,7 @@ def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     # Workers forked from a fork server start in a second, not the many of a fresh interpreter; they
     # get this process's Seawall settings (same machine, same user) through the nanny's environment.
     env = {k: v for k, v in os.environ.items() if k.startswith("SEAWALL_")}
-    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+    with dask.config.set(WORKER_CONFIG):
         cluster = LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,  # decoding and hashing hold the GIL: processes, not threads, scale
