@@ -163,8 +163,8 @@ def _warc(path: Path, responses: dict[str, bytes]) -> None:
             )
 
 
-def _sources(world: World, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
-    """Every kind of source, each with listed, edited and unrelated pictures; expected name per path."""
+def _sources(world: World, tmp_path: Path) -> list[str]:
+    """Every kind of source, each with listed, edited and unrelated pictures (or a corrupt one)."""
     zip_path = tmp_path / "upload.zip"
     zip_path.write_bytes(_zip({"a/listed1.png": LISTED["listed1"], "b/other1.png": UNRELATED["other1"], "c.txt": b"x"}))
     inner = _zip({"edited2.jpg": EDITED["edited2"], "bad.png": LISTED["listed2"][:3000]})
@@ -178,8 +178,7 @@ def _sources(world: World, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     remote = tmp_path / "bucket"
     remote.mkdir()
     (remote / "edited1.jpg").write_bytes(EDITED["edited1"])
-    sources = [str(world.folder), str(zip_path), str(tgz), str(warc), f"file://{remote}"]
-    return sources, {}
+    return [str(world.folder), str(zip_path), str(tgz), str(warc), f"file://{remote}"]
 
 
 def _check(world: World, rows: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -224,7 +223,7 @@ EXPECTED_COUNTS = {"items": 16, "media": 13, "skipped": 2, "errors": 1, "matches
 
 
 def test_every_kind_of_source_through_a_local_cluster_matches_like_seawall_match(world: World, tmp_path: Path) -> None:
-    sources, _ = _sources(world, tmp_path)
+    sources = _sources(world, tmp_path)
     out = tmp_path / "results.jsonl"
     with world.factory() as session:
         run = service.create_run(session, world.settings, cli_principal(), sources, service.ScanOptions(), out)
@@ -251,7 +250,7 @@ def test_every_kind_of_source_through_a_local_cluster_matches_like_seawall_match
 def test_a_real_scheduler_and_workers_give_the_same_results_into_parquet(world: World, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    sources, _ = _sources(world, tmp_path)
+    sources = _sources(world, tmp_path)
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [
