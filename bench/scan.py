@@ -117,6 +117,7 @@ def main() -> None:
         lists_service.add_entries(session, SYSTEM, known, records)
         session.commit()
 
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (figures assume an idle machine)")
     # (a) the single-process matcher, as the command runs it
     runner = CliRunner()
     runner.invoke(app, ["match", str(folder / "img0000.jpg")])  # load indexes and kernels once
@@ -213,6 +214,7 @@ def main() -> None:
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
