@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from seawall.db import Base, UTCDateTime, utcnow
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
-RUN_STATES = ("running", "finished", "interrupted")
+RUN_STATES = ("running", "finished", "incomplete", "interrupted")  # incomplete: some partitions failed
 COUNTERS = ("items", "media", "skipped", "errors", "matches", "bytes")
 
 

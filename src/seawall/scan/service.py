@@ -348,6 +348,14 @@ def execute(
                     progress,
                     on_progress,
                 )
+        except BaseException:
+            # Stopped (Ctrl-C, the scheduler gone): say so; a kill -9 leaves "running", equally resumable.
+            with factory() as session:
+                session.execute(
+                    update(ScanRun).where(ScanRun.id == run_id).values(state="interrupted", updated_at=utcnow())
+                )
+                session.commit()
+            raise
         finally:
             sink.close()
         with factory() as session:
