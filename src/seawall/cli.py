@@ -32,6 +32,7 @@ DOMAIN_CLIS = [
     "seawall.matching.cli",
     "seawall.hotline.cli",
     "seawall.stats.cli",
+    "seawall.scan.cli",
 ]
 # Each domain that seeds demo data exposes ``seed_demo(session, console) -> None`` in its ``demo`` module.
 DEMO_SEEDERS = ["seawall.auth.demo", "seawall.matching.demo", "seawall.hotline.demo", "seawall.stats.demo"]

@@ -252,6 +252,16 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, description="Largest list file uploaded to POST /v1/lists/{name}/import."
     )
 
+    # bulk scanning (seawall scan)
+    scan_partition_items: int = Field(
+        256, ge=1, description="Files of a folder or object store in one scan partition (one checkpoint each)."
+    )
+    scan_max_depth: int = Field(3, ge=0, description="Archives inside archives a scan opens, at most.")
+    scan_max_expanded_bytes: int = Field(
+        4 * 1024 * 1024 * 1024,
+        description="Bytes one archive (with the archives in it) may expand to before the rest is an error.",
+    )
+    scan_max_members: int = Field(100_000, description="Members one archive (with those inside) may hold at most.")
     # media decoding limits
     max_image_pixels: int = Field(100_000_000, description="Largest image, in pixels, that is decoded.")
     max_file_bytes: int = Field(512 * 1024 * 1024, description="Largest media file, in bytes, that is read.")

@@ -34,6 +34,7 @@ from seawall.lists.models import Entry, HashList
 from seawall.lists.records import EntryRecord
 from seawall.matching import policies
 from seawall.matching.models import EntryQuarantine
+from seawall.scan.models import ScanRun
 
 PASSWORD = "route matrix password"
 MINE_PDQ = hashlib.sha256(b"benign meadow").hexdigest()
@@ -64,6 +65,8 @@ class World:
     mine_entry: int = 0
     their_entry: int = 0
     their_uid: str = ""
+    mine_scan: int = 0  # a scan run confined to "mine", and one to "theirs"
+    their_scan: int = 0
     scratch: Callable[[], int] = lambda: 0  # (re)creates the scratch list; its entry id
     drop: Callable[[str], None] = lambda name: None  # deletes a list if it exists
 
@@ -120,6 +123,15 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/admin/keys", "admin", _url("/v1/admin/keys", json={"name": "new-key", "scopes": ["match"]})),
     Route("DELETE", "/v1/admin/keys/{name}", "admin", _url("/v1/admin/keys/scratch-key")),
     Route("GET", "/v1/audit/verify", "audit:read", _url("/v1/audit/verify")),
+    # scan runs
+    Route("GET", "/v1/scans", "ops", _url("/v1/scans")),
+    Route(
+        "GET",
+        "/v1/scans/{run_id}",
+        "ops",
+        _url_fn(lambda w: f"/v1/scans/{w.mine_scan}"),
+        theirs=_url_fn(lambda w: f"/v1/scans/{w.their_scan}"),
+    ),
     # lists
     Route("GET", "/v1/lists", "lists:read", _url("/v1/lists")),
     Route(
@@ -513,6 +525,11 @@ def world(client: TestClient, db: Session, settings: Settings, tmp_path: Path) -
     w = World(tmp=tmp_path, their_uid=theirs.uid)
     w.mine_entry = lists_service.find_entries(db, mine, MINE_PDQ, "pdq")[0].id
     w.their_entry = lists_service.find_entries(db, theirs, THEIR_PDQ, "pdq")[0].id
+    for name in ("mine", "theirs"):
+        run = ScanRun(principal="cli:operator", sources=[f"/srv/{name}"], options={"lists": [name]}, state="finished")
+        db.add(run)
+        db.flush()
+        setattr(w, "mine_scan" if name == "mine" else "their_scan", run.id)
     db.add(EntryQuarantine(entry_id=w.their_entry, reason="a spike", callers=["key:someone"], everyone=False))
     for role in Role:
         auth_service.create_user(db, SYSTEM, username=f"user-{role.value}", role=role.value, password=PASSWORD)

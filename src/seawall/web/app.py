@@ -233,6 +233,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.state.readiness.add("indexes", _index_probe)
     metrics = Metrics()
     app.state.metrics = metrics
+    from seawall.scan.metrics import register as register_scan_metrics
+
+    register_scan_metrics(metrics.registry, reads)
 
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
@@ -269,6 +272,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     from seawall.matching.api import admin_router as matching_admin_router
     from seawall.matching.api import router as matching_router
     from seawall.matching.hma import router as hma_router
+    from seawall.scan.api import router as scan_router
     from seawall.stats.api import router as stats_router
     from seawall.stats.views import router as stats_console_router
     from seawall.web.views import router as console_router
@@ -280,6 +284,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(matching_admin_router)
     app.include_router(hma_router)
     app.include_router(hotline_router)
+    app.include_router(scan_router)
     app.include_router(hotline_public_router)
     app.include_router(console_router)
     app.include_router(lists_console_router)

@@ -1,0 +1,1 @@
+"""Bulk scanning on Dask: folders, archives, WARC crawls and object stores, resumable by partition."""

@@ -1,0 +1,563 @@
+"""Scan runs: plan the partitions, farm them out to Dask, decide by policy, checkpoint as they finish.
+
+Exactly-once without a distributed transaction: a partition's results are appended to the results
+file (flushed to disk) and only then is the partition marked done, together with the run's counts
+and the length of the results file that checkpoints cover. A scan killed in between leaves bytes
+past that length; a resumed run cuts them off and scans the partition again. Reports a match opens
+are keyed by run, partition and item, so a partition scanned twice opens each report once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from seawall.auth.permissions import Principal
+from seawall.config import Settings
+from seawall.db import utcnow
+from seawall.matching.indexes import ListIndex, MatchIndexes
+from seawall.scan.models import COUNTERS, ScanPartition, ScanRun
+from seawall.scan.sources import ScanError, plan
+
+log = logging.getLogger(__name__)
+WORKER_MODULES = ("seawall.scan.worker", "seawall.matching.service", "seawall.scan.warmup")
+# Dask settings for a local cluster's workers. Its statistical profiler samples the task thread's
+# stack every few milliseconds, which cost decoding and hashing about half their speed: off.
+WORKER_CONFIG = {
+    "distributed.worker.multiprocessing-method": "forkserver",
+    "distributed.worker.profile.enabled": False,
+}
+REPORT_PARTNER = "seawall-scan"  # reports a scan opens are this partner's, keyed by run/partition/item
+
+
+@dataclass
+class ScanOptions:
+    lists: list[str] | None = None
+    fast: bool = False
+    report: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"lists": self.lists, "fast": self.fast, "report": self.report}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScanOptions:
+        return cls(lists=data.get("lists"), fast=bool(data.get("fast")), report=bool(data.get("report")))
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+
+def create_run(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    sources: list[str],
+    options: ScanOptions,
+    out: Path | None,
+) -> ScanRun:
+    """A new run with its partitions planned (the caller commits)."""
+    from seawall.matching.service import caller_key
+
+    if not sources:
+        raise ScanError("name at least one source")
+    specs = plan(sources, settings)
+    run = ScanRun(
+        state="running",
+        principal=caller_key(principal),
+        sources=list(sources),
+        options=options.as_dict(),
+        out=str(out.resolve()) if out is not None else None,
+        out_offset=0,
+        partitions=len(specs),
+        partitions_done=0,
+        **dict.fromkeys(COUNTERS, 0),
+    )
+    session.add(run)
+    session.flush()
+    for number, spec in enumerate(specs):
+        session.add(ScanPartition(run_id=run.id, number=number, spec=spec, state="pending"))
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: int) -> ScanRun:
+    run = session.get(ScanRun, run_id)
+    if run is None:
+        raise LookupError(f"no scan run {run_id}")
+    return run
+
+
+def list_runs(session: Session, limit: int = 50) -> list[ScanRun]:
+    return list(session.scalars(select(ScanRun).order_by(ScanRun.id.desc()).limit(limit)))
+
+
+def run_dict(run: ScanRun) -> dict[str, Any]:
+    """A run as the API and the console show it: never the results themselves."""
+    elapsed = ((run.finished_at or run.updated_at) - run.created_at).total_seconds()
+    return {
+        "id": run.id,
+        "state": run.state,
+        "sources": list(run.sources),
+        "options": dict(run.options),
+        "partitions": run.partitions,
+        "partitions_done": run.partitions_done,
+        **{name: int(getattr(run, name)) for name in COUNTERS},
+        "created_at": run.created_at.isoformat(),
+        "updated_at": run.updated_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "items_per_second": round(run.items / elapsed, 2) if elapsed > 0 else None,
+    }
+
+
+@contextlib.contextmanager
+def run_lock(settings: Settings, run_id: int) -> Iterator[None]:
+    """Only one process drives a run at a time on this machine; the lock dies with its holder
+    (a kill -9 leaves nothing to clean up before ``--resume``)."""
+    folder = settings.ensure_home() / "scan"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    with (folder / f"run-{run_id}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ScanError(f"scan run {run_id} is being run by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+class ResultSink:
+    """Where result rows go: JSON lines appended to a file (cut back to the checkpoint on resume),
+    or standard output. A ``.parquet`` file is spooled as JSON lines and written when the run ends."""
+
+    def __init__(self, out: str | None, offset: int) -> None:
+        self.out = out
+        self.parquet = bool(out and out.endswith(".parquet"))
+        self.spool = Path(out + ".partial.jsonl") if self.parquet and out else (Path(out) if out else None)
+        self.offset = offset
+        self._handle: IO[bytes] | None = None
+        if self.spool is not None:
+            size = self.spool.stat().st_size if self.spool.exists() else 0
+            if size < offset:
+                raise ScanError(
+                    f"{self.spool} holds {size} bytes but the run's checkpoints cover {offset}: "
+                    "it was changed since; results cannot be resumed into it"
+                )
+            fd = os.open(self.spool, os.O_RDWR | os.O_CREAT, 0o600)  # results name listed content: private
+            self._handle = os.fdopen(fd, "r+b")
+            self._handle.truncate(offset)  # what a killed run wrote past its last checkpoint
+            self._handle.seek(offset)
+
+    def write(self, rows: list[dict[str, Any]]) -> int:
+        """Append rows durably; the new offset for the checkpoint."""
+        data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+        if self._handle is None:
+            sys.stdout.write(data.decode())
+            sys.stdout.flush()
+            return 0
+        self._handle.write(data)
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self.offset = self._handle.tell()
+        return self.offset
+
+    def finish(self) -> None:
+        """The run is complete: a Parquet file is written from the spool."""
+        self.close()
+        if self.parquet and self.spool is not None and self.out is not None:
+            write_parquet(self.spool, Path(self.out))
+            self.spool.unlink()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def write_parquet(jsonl: Path, out: Path) -> None:
+    """The results as a Parquet table: a column per scalar field, matches and actions as JSON text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "path",
+            "url",
+            "size",
+            "media",
+            "md5",
+            "sha1",
+            "sha256",
+            "pdq",
+            "pdq_quality",
+            "match_count",
+            "matches",
+            "actions",
+            "skipped",
+            "error",
+        )
+    }
+    with jsonl.open() as handle:
+        for line in handle:
+            row = json.loads(line)
+            signals = row.get("signals") or {}
+            for key in ("path", "url", "size", "media", "skipped", "error"):
+                columns[key].append(row.get(key))
+            for key in ("md5", "sha1", "sha256", "pdq", "pdq_quality"):
+                columns[key].append(signals.get(key))
+            matches = row.get("matches") or []
+            columns["match_count"].append(len(matches))
+            columns["matches"].append(json.dumps(matches) if matches else None)
+            columns["actions"].append(json.dumps(row["actions"]) if row.get("actions") else None)
+    types = {"size": pa.int64(), "pdq_quality": pa.int32(), "match_count": pa.int32()}
+    table = pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
+    tmp = out.with_name(out.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out)
+
+
+# ------------------------------------------------------------------------------------------ driving
+
+
+@dataclass
+class Progress:
+    """What a running scan shows: the run's counts and the rate of this session."""
+
+    run: dict[str, Any]
+    started: float = field(default_factory=time.monotonic)
+    items_this_session: int = 0
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.items_this_session / elapsed if elapsed > 0 else 0.0
+
+
+def _catalogue(session: Session, factory: sessionmaker[Session]) -> MatchIndexes:
+    """The lists' names and kinds, without their entries: what deciding on known hits needs."""
+    from seawall.lists.models import HashList
+
+    catalogue = MatchIndexes(factory)
+    for row in session.scalars(select(HashList).where(HashList.deleted_at.is_(None))):
+        catalogue.lists[row.id] = ListIndex(
+            id=row.id,
+            name=row.name,
+            kind=row.kind,
+            enabled=row.enabled,
+            allowlist=row.allowlist,
+            thresholds=dict(row.thresholds or {}),
+            dihedral=row.dihedral,
+            uid=row.uid,
+            allowlist_scope=frozenset(row.allowlist_scope)
+            if row.allowlist and row.allowlist_scope is not None
+            else None,
+        )
+    return catalogue
+
+
+def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
+    """A Dask client: to the scheduler named, or to a local cluster of worker processes."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="30s"), None
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ScanError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    import dask
+    from distributed.utils import get_mp_context
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        # The fork server imports the scanning code once, and each worker forked from it starts with
+        # it loaded (Dask sets its own preload list on first use: ours replaces it, a superset).
+        get_mp_context().set_forkserver_preload(["distributed", "dask", "numpy", *WORKER_MODULES])
+    # Workers forked from a fork server start in a second, not the many of a fresh interpreter; they
+    # get this process's Seawall settings (same machine, same user) through the nanny's environment.
+    env = {k: v for k, v in os.environ.items() if k.startswith("SEAWALL_")}
+    with dask.config.set(WORKER_CONFIG):
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,  # decoding and hashing hold the GIL: processes, not threads, scale
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+            env=env,
+        )
+    return Client(cluster), cluster
+
+
+def execute(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    principal: Principal,
+    run_id: int,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    rate: float | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> ScanRun:
+    """Scan the partitions of a run that are not done yet; returns the run as it ends."""
+    with run_lock(settings, run_id):
+        with factory() as session:
+            run = get_run(session, run_id)
+            options = ScanOptions.from_dict(run.options)
+            todo = list(
+                session.execute(
+                    select(ScanPartition.number, ScanPartition.spec)
+                    .where(ScanPartition.run_id == run_id, ScanPartition.state != "done")
+                    .order_by(ScanPartition.number)
+                ).all()
+            )
+            sink = ResultSink(run.out, run.out_offset)
+            run.state = "running"
+            run.finished_at = None
+            session.commit()
+            progress = Progress(run_dict(run))
+        try:
+            if todo:
+                _drive(
+                    factory,
+                    settings,
+                    principal,
+                    run_id,
+                    options,
+                    todo,
+                    sink,
+                    scheduler,
+                    workers,
+                    rate,
+                    progress,
+                    on_progress,
+                )
+        except BaseException:
+            # Stopped (Ctrl-C, the scheduler gone): say so; a kill -9 leaves "running", equally resumable.
+            with factory() as session:
+                session.execute(
+                    update(ScanRun).where(ScanRun.id == run_id).values(state="interrupted", updated_at=utcnow())
+                )
+                session.commit()
+            raise
+        finally:
+            sink.close()
+        with factory() as session:
+            run = get_run(session, run_id)
+            if run.partitions_done == run.partitions:
+                sink.finish()
+                run.state, run.finished_at = "finished", utcnow()
+            else:
+                run.state = "incomplete"  # some partitions failed: --resume tries them again
+            run.updated_at = utcnow()
+            session.commit()
+            if on_progress is not None:
+                progress.run = run_dict(run)
+                on_progress(progress)
+            return run
+
+
+def _drive(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    principal: Principal,
+    run_id: int,
+    options: ScanOptions,
+    todo: list[Any],
+    sink: ResultSink,
+    scheduler: str | None,
+    workers: int | None,
+    rate: float | None,
+    progress: Progress,
+    on_progress: Callable[[Progress], None] | None,
+) -> None:
+    from distributed import as_completed
+
+    from seawall.scan.worker import scan_partition
+
+    client, cluster = connect(scheduler, workers)
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
+        limit = 2 * n_workers + 1  # enough queued to keep every worker busy, few enough to hold in memory
+        queue = list(todo)
+        running: dict[Any, int] = {}
+        submitted_items = 0
+        started = time.monotonic()
+        token = uuid.uuid4().hex[:8]
+
+        def submit_next() -> Any | None:
+            nonlocal submitted_items
+            if not queue:
+                return None
+            number, spec = queue.pop(0)
+            if rate:  # a throttle for storage that must not be read flat out
+                wait = started + submitted_items / rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                submitted_items += len(spec.get("paths") or spec.get("urls") or [1])
+            future = client.submit(
+                scan_partition, spec, options.as_dict(), key=f"seawall-scan-{run_id}-{number}-{token}", pure=False
+            )
+            running[future] = number
+            return future
+
+        pending = as_completed([f for f in (submit_next() for _ in range(limit)) if f is not None])
+        for future in pending:
+            number = running.pop(future)
+            try:
+                rows = future.result()
+            except Exception as exc:  # the worker itself failed (Dask already retried a lost worker)
+                _fail_partition(factory, run_id, number, f"{type(exc).__name__}: {exc}")
+            else:
+                counted = complete_partition(factory, settings, principal, run_id, number, rows, options, sink)
+                progress.items_this_session += counted
+            with factory() as session:
+                progress.run = run_dict(get_run(session, run_id))
+            if on_progress is not None:
+                on_progress(progress)
+            following = submit_next()
+            if following is not None:
+                pending.add(following)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _fail_partition(factory: sessionmaker[Session], run_id: int, number: int, error: str) -> None:
+    log.warning("scan run %s partition %s failed: %s", run_id, number, error)
+    with factory() as session:
+        session.execute(
+            update(ScanPartition)
+            .where(ScanPartition.run_id == run_id, ScanPartition.number == number, ScanPartition.state != "done")
+            .values(state="failed", error=error[:2000])
+        )
+        session.commit()
+
+
+def decide_rows(
+    factory: sessionmaker[Session], principal: Principal, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Worker rows as results: raw hits described and decided by policy, as ``seawall match`` does."""
+    from seawall.matching.service import Hit, decide_hits
+
+    out = [{k: v for k, v in row.items() if k != "hits"} for row in rows]
+    hit_rows = [i for i, row in enumerate(rows) if row.get("hits")]
+    for i in range(len(rows)):
+        if "media" in rows[i]:
+            out[i]["matches"] = []
+    if not hit_rows:
+        return out
+    hits = [
+        [Hit(int(h[0]), int(h[1]), str(h[2]), int(h[3]), h[4], tuple(tuple(x) for x in h[5])) for h in rows[i]["hits"]]
+        for i in hit_rows
+    ]
+    with factory() as session:
+        outcomes = decide_hits(
+            session, _catalogue(session, factory), hits, [rows[i].get("media") for i in hit_rows], principal
+        )
+    for i, outcome in zip(hit_rows, outcomes, strict=True):
+        out[i]["matches"] = outcome.matches
+        if outcome.matches:
+            out[i]["actions"] = outcome.decision.actions
+            out[i]["allowlisted"] = outcome.decision.allowlisted
+    return out
+
+
+def complete_partition(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    principal: Principal,
+    run_id: int,
+    number: int,
+    rows: list[dict[str, Any]],
+    options: ScanOptions,
+    sink: ResultSink,
+) -> int:
+    """Decide, report, write and checkpoint one partition's rows; the number of items it counted."""
+    results = decide_rows(factory, principal, rows)
+    if options.report:
+        open_reports(factory, settings, principal, run_id, number, results)
+    counts = dict.fromkeys(COUNTERS, 0)
+    for row in results:
+        counts["items"] += 1
+        counts["bytes"] += int(row.get("size") or 0)
+        if "error" in row:
+            counts["errors"] += 1
+        elif "skipped" in row:
+            counts["skipped"] += 1
+        else:
+            counts["media"] += 1
+            counts["matches"] += 1 if row.get("matches") else 0
+    offset = sink.write(results)
+    with factory() as session:
+        done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(ScanPartition)
+            .where(ScanPartition.run_id == run_id, ScanPartition.number == number, ScanPartition.state != "done")
+            .values(
+                state="done",
+                items=counts["items"],
+                errors=counts["errors"],
+                matches=counts["matches"],
+                error="",
+                done_at=utcnow(),
+            )
+        )
+        if done.rowcount != 1:  # never while the run lock is held; refuse rather than count twice
+            raise ScanError(f"partition {number} of scan run {run_id} was completed by someone else")
+        values: dict[str, Any] = {name: getattr(ScanRun, name) + counts[name] for name in COUNTERS}
+        values.update(partitions_done=ScanRun.partitions_done + 1, out_offset=offset, updated_at=utcnow())
+        session.execute(update(ScanRun).where(ScanRun.id == run_id).values(**values))
+        session.commit()
+    return counts["items"]
+
+
+def open_reports(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    principal: Principal,
+    run_id: int,
+    number: int,
+    results: list[dict[str, Any]],
+) -> None:
+    """A hotline report (channel "proactive") for each matched, not allowlisted item; its reference
+    goes on the result row. Idempotent: the same item of the same run is the same report."""
+    from seawall.hotline import intake
+
+    wanted = [(i, r) for i, r in enumerate(results) if r.get("matches") and not r.get("allowlisted")]
+    if not wanted:
+        return
+    with factory() as session:
+        for i, row in wanted:
+            signals = row.get("signals") or {}
+            url = row.get("url")
+            report = intake.ReportIn(
+                channel="proactive",
+                url=url if isinstance(url, str) and url.startswith(("http://", "https://")) else None,
+                description=f"Found by seawall scan run {run_id}: {row['path']}"[: intake.MAX_DESCRIPTION],
+                external_id=f"scan-{run_id}-{number}-{i}",
+                signals=[(k, signals[k]) for k in ("sha256", "md5", "pdq") if isinstance(signals.get(k), str)],
+            )
+            try:
+                submitted = intake.submit(session, settings, principal, report, partner=REPORT_PARTNER)
+            except intake.IntakeError as exc:
+                row["report_error"] = str(exc)
+                continue
+            row["report"] = submitted.report.reference
+        session.commit()

@@ -1,0 +1,29 @@
+"""Imported by a local cluster's fork server: decode, hash and search once, so that the compiled
+kernels (PDQ, the Hamming index) and decoder plugins are loaded there, and every worker forked from
+it starts warm instead of paying for them on its first partition."""
+
+from __future__ import annotations
+
+import io
+
+
+def warm_up() -> None:
+    import numpy as np
+
+    from seawall.index.hamming import HammingIndex
+    from seawall.media.memfile import memory_file
+    from seawall.media.synthetic import benign_image
+    from seawall.signals.hashing import hash_file
+
+    buffer = io.BytesIO()
+    benign_image(0, 64, 48).save(buffer, format="JPEG")
+    with memory_file(buffer.getvalue()) as path:
+        hashed = hash_file(path, dihedral=True)
+    index = HammingIndex(256)
+    index.add(np.array([1], dtype=np.int64), np.zeros((1, 32), dtype=np.uint8))
+    codes = np.frombuffer(bytes.fromhex("".join(hashed["pdq_dihedral"])), dtype=np.uint8).reshape(-1, 32)
+    index.search(codes, 31)
+    index.close()
+
+
+warm_up()
