@@ -3,7 +3,8 @@ format Seawall decodes (PNG, JPEG, GIF, WebP, animated GIF/WebP, MP4, MKV), trun
 flipped, overwritten or inserted. Only :class:`MediaError` (with a message) may escape, and no call
 decodes more than its budget.
 
-Bounded for CI: ``SEAWALL_FUZZ_EXAMPLES`` (default 60 per test) raises it for a long local run."""
+Bounded for CI: 60 examples per test; ``SEAWALL_FUZZ_EXAMPLES`` multiplies them for a long local run, as for
+every fuzz test (tests/fuzzing.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from fuzzing import MULTIPLIER
 from seawall.media import video
 from seawall.media.budget import DecodeBudget, decode_budget
 from seawall.media.errors import MediaError
@@ -29,7 +31,7 @@ from seawall.media.image import load_image, open_image, pdq_pixels
 from seawall.media.synthetic import benign_image, canvas_bomb_gif
 from seawall.signals.hashing import hash_file
 
-EXAMPLES = int(os.environ.get("SEAWALL_FUZZ_EXAMPLES", "60"))
+EXAMPLES = 60 * MULTIPLIER
 #: Budget of every fuzzed call: small, so a mutation that inflates a header is refused, not decoded.
 MAX_PIXELS = 2_000_000
 FUZZ = settings(

@@ -125,11 +125,14 @@ def _bool(text: str | None, default: bool = False) -> bool:
 
 
 def _loads(raw: str | bytes, message: str) -> Any:
-    """Parsed JSON, or a 400 saying ``message`` (nesting past the recursion limit included)."""
+    """Parsed JSON, or a 400 saying ``message`` (or, for nesting past the recursion limit, saying so)."""
     try:
         return json.loads(raw)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise _error(400, message) from None
+    except RecursionError as exc:
+        status, said = bad_input(exc) or (400, message)
+        raise _error(status, said) from None
 
 
 def _seawall_signal(hma_name: str) -> str:
