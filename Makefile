@@ -23,7 +23,7 @@ run: install
 	$(BIN)/seawall serve
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile  # two processes, each test file whole in one of them
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Command output is checked by its text: a wide terminal, so rich never wraps a message because the
+# temporary path in it is long (as it is under pytest-xdist's per-worker folders).
+os.environ["COLUMNS"] = "200"
+
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
