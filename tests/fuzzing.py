@@ -347,7 +347,7 @@ def vics_documents(draw: st.DrawFn) -> bytes:
         media.append(draw(json_values))
     context_key = draw(st.sampled_from(["@odata.context", "odata.metadata"]))
     country = draw(st.sampled_from(["US", "UK", "ZZ", "", "\u202e"]))
-    context = f"http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/{country}/$metadata#Media"
+    context = f"http://vics.example/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/{country}/$metadata#Media"
     if draw(st.booleans()):
         value: Any = [{"CaseID": draw(st.integers(0, 99)), "Media": media}]
     else:

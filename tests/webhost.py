@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import av
@@ -84,3 +86,14 @@ class Host:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+@contextmanager
+def served_host(address: str = "127.0.0.1") -> Iterator[Host]:
+    """A :class:`Host` served on a loopback ``address`` (another 127.x address for a second "machine")."""
+    from servers import serve
+
+    host = Host()
+    with serve(host, host=address) as url:
+        host.url = url
+        yield host

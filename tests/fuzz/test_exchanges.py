@@ -125,7 +125,7 @@ def ncmec_pages(draw: st.DrawFn) -> bytes:
         entries.append(f"<{kind}>{member}{entry_id}{cls}<fingerprints>{prints}</fingerprints></{kind}>")
     paging = ""
     if draw(st.integers(0, 3)) == 0:
-        link = draw(st.sampled_from(["/v2/entries?start=2", "http://elsewhere/", ""]))
+        link = draw(st.sampled_from(["/v2/entries?start=2", "http://elsewhere.example/", ""]))
         paging = f"<paging><next>{link}</next></paging>"
     root = draw(st.sampled_from(["queryResult", "queryResult", "queryResult", "error"]))
     xmlns = f' xmlns="{NAMESPACE}"' if draw(st.booleans()) else ""

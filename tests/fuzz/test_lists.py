@@ -69,7 +69,7 @@ def _format_and_document(name: str) -> st.SearchStrategy[tuple[str, bytes, str |
 
 
 MD5 = b"d41d8cd98f00b204e9800998ecf8427e"
-VICS_HEAD = b'{"@odata.context": "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/US/$metadata#Media", '
+VICS_HEAD = b'{"@odata.context": "http://vics.example/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/US/$metadata#Media", '
 
 
 @fuzz(200)

@@ -49,15 +49,13 @@ from seawall.lists import service as lists_service
 from seawall.lists.records import EntryRecord
 from seawall.media.synthetic import benign_image
 from seawall.signals.hashing import hash_file
-from servers import child_environment, free_port, serve
-from webhost import Host, encode, jpeg, mp4, png, sha
+from servers import child_environment, free_port
+from webhost import Host, encode, jpeg, mp4, png, served_host, sha
 
 
 @pytest.fixture
 def host() -> Iterator[Host]:
-    app = Host()
-    with serve(app) as url:
-        app.url = url
+    with served_host() as app:
         yield app
 
 

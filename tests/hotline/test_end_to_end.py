@@ -31,16 +31,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from conftest import save_screenshot
+from hotlines import pair
 from seawall.auth import service as auth_service
+from seawall.auth.permissions import SYSTEM
 from seawall.config import Settings
 from seawall.db import make_engine, make_sessionmaker, transaction
-from seawall.hotline import capture, notices, partners, referrals, signing, tracing
+from seawall.hotline import capture, notices, referrals, signing, tracing
 from seawall.hotline import tasks as hotline_tasks
 from seawall.hotline.models import Assessment, Capture, Case, CaseItem, Item, Notice, Referral, Report
 from seawall.tasks import build_huey
 from seawall.web.app import create_app
 from servers import child_environment, free_port, serve
-from webhost import Host, jpeg, mp4, png, sha
+from webhost import Host, jpeg, mp4, png, served_host, sha
 
 LOOPBACK = ["127.0.0.0/8"]
 # The hotline's own table of ranges: the two loopback "machines" stand for a GB and an NL host.
@@ -70,7 +72,7 @@ class Hotline:
 
     def key(self, name: str, scopes: list[str]) -> dict[str, str]:
         with transaction(self.factory) as session:
-            made = auth_service.create_api_key(session, _operator(), name=name, scopes=scopes)
+            made = auth_service.create_api_key(session, SYSTEM, name=name, scopes=scopes)
         self.keys[name] = {"authorization": f"Bearer {made.secret}"}
         return self.keys[name]
 
@@ -86,12 +88,6 @@ class Hotline:
             if time.monotonic() > deadline:
                 raise AssertionError(f"gave up waiting for {what}; worker log:\n{self.worker_log.read_text()[-4000:]}")
             time.sleep(0.2)
-
-
-def _operator() -> Any:
-    from seawall.auth.permissions import SYSTEM
-
-    return SYSTEM
 
 
 def _hotline_settings(home: Path, database_url: str, ranges: Path, smtp_port: int) -> dict[str, Any]:
@@ -206,17 +202,13 @@ def hotline(
 
 @pytest.fixture
 def gb_host() -> Iterator[Host]:
-    app = Host()
-    with serve(app) as url:
-        app.url = url
+    with served_host() as app:
         yield app
 
 
 @pytest.fixture
 def nl_host() -> Iterator[Host]:
-    app = Host()
-    with serve(app, host="127.0.0.2") as url:
-        app.url = url
+    with served_host("127.0.0.2") as app:
         yield app
 
 
@@ -289,33 +281,6 @@ def partner_nl(tmp_path: Path, sqlite_template: Path) -> Iterator[Partner]:
         engine.dispose()
 
 
-def _pair(hotline: Hotline, partner: Partner) -> None:
-    """As docs/hotline.md says: each registers the other with its endpoint and public key."""
-    with transaction(hotline.factory) as session:
-        at_gb = partners.create_partner(
-            session,
-            hotline.settings,
-            _operator(),
-            name="nl-hotline",
-            country="NL",
-            endpoint=partner.url,
-            public_key=signing.public_key_text(partner.settings),
-        )
-    with transaction(partner.factory) as session:
-        at_nl = partners.create_partner(
-            session,
-            partner.settings,
-            _operator(),
-            name="gb-hotline",
-            country="GB",
-            endpoint=hotline.url,
-            public_key=signing.public_key_text(hotline.settings),
-            api_key=at_gb.issued_key,
-        )
-    with transaction(hotline.factory) as session:
-        partners.update_partner(session, hotline.settings, _operator(), "nl-hotline", api_key=at_nl.issued_key)
-
-
 def _case_of(hotline: Hotline, report_reference: str) -> Case:
     with hotline.read() as session:
         case = session.scalar(
@@ -374,7 +339,7 @@ def test_a_case_hosted_abroad_is_captured_traced_assessed_listed_and_referred_to
     nl_host.file("/album/2.jpg", second)
     nl_host.file("/album/clip.mp4", clip)
     nl_host.page("/album/", '<img src="1.png"><img srcset="2.jpg 2x"><a href="clip.mp4">clip</a>')
-    _pair(hotline, partner_nl)
+    pair(hotline, partner_nl)
     reporter = hotline.key("platform-reporter", ["reports:write"])
     analyst = hotline.key("analyst", ["review", "reports:read"])
     other_analyst = hotline.key("second-analyst", ["review", "reports:read"])
@@ -504,7 +469,7 @@ def test_a_public_report_in_the_hotline_country_is_noticed_to_the_host_and_reche
     with transaction(hotline.factory) as session:
         tracing.import_contacts(
             session,
-            _operator(),
+            SYSTEM,
             tracing.read_contacts(io.BytesIO(CONTACTS.encode())),
             source_name="contacts.csv",
             digest="test",

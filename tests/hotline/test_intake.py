@@ -44,7 +44,7 @@ def test_partner_reports_dedupe_into_cases_and_resubmissions_are_idempotent(
     other = _key(db, "platform-b", ["reports:write"])
     first = client.post(
         "/v1/reports",
-        json={"url": "https://Gallery.example:443/albums/x.jpg?utm_source=mail", "external_id": "a-1"},
+        json={"url": "HTTPS://gallery.example:443/albums/x.jpg?utm_source=mail", "external_id": "a-1"},
         headers=partner,
     )
     assert first.status_code == 201
@@ -204,7 +204,7 @@ def test_reports_cli(tmp_path: Path, database_url: str, monkeypatch: pytest.Monk
     monkeypatch.setenv("SEAWALL_SECRET_KEY", "cli-test-secret")
     reset_settings()
     runner = CliRunner()
-    made = runner.invoke(cli_app, ["reports", "create", "https://a.example/1", "https://A.example/1#top", "nope://x"])
+    made = runner.invoke(cli_app, ["reports", "create", "https://a.example/1", "HTTPS://a.example/1#top", "nope://x"])
     assert made.exit_code == 1, made.output
     lines = [json.loads(line) for line in made.output.strip().splitlines()]
     assert [line.get("new_case") for line in lines] == [True, False, None]

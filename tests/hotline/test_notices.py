@@ -42,7 +42,7 @@ from seawall.hotline import assessment, capture, intake, mail, notices, xarf
 from seawall.hotline.models import Assessment, Capture, Case, CaseItem, Host, Item, Notice, Referral
 from servers import free_port, serve
 from webhost import Host as WebHost
-from webhost import png
+from webhost import png, served_host
 
 SENDER = "notices@hotline.example"
 ABUSE = "abuse@hosting.example"
@@ -242,9 +242,7 @@ class ApiHost:
 
 @pytest.fixture
 def web_host() -> Iterator[WebHost]:
-    app = WebHost()
-    with serve(app) as url:
-        app.url = url
+    with served_host() as app:
         yield app
 
 

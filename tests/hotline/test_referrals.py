@@ -36,6 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from hotlines import pair
 from seawall.auth import audit
 from seawall.auth import service as auth_service
 from seawall.auth.models import ApiKey, AuditEvent
@@ -186,34 +187,6 @@ def hotline_b(tmp_path: Path, sqlite_template: Path) -> Iterator[Instance]:
     engine = make_engine(url)
     yield Instance(settings, engine, make_sessionmaker(engine), create_app(settings, engine))
     engine.dispose()
-
-
-def pair(a: Instance, b: Instance) -> None:
-    """The set-up docs/hotline.md describes: each registers the other (country, endpoint, public key),
-    which issues the other a key; each stores the key the other issued."""
-    with transaction(a.factory) as session:
-        b_at_a = partners.create_partner(
-            session,
-            a.settings,
-            SYSTEM,
-            name="nl-hotline",
-            country="NL",
-            endpoint=b.url,
-            public_key=signing.public_key_text(b.settings),
-        )
-    with transaction(b.factory) as session:
-        a_at_b = partners.create_partner(
-            session,
-            b.settings,
-            SYSTEM,
-            name="gb-hotline",
-            country="GB",
-            endpoint=a.url,
-            public_key=signing.public_key_text(a.settings),
-            api_key=b_at_a.issued_key,
-        )
-    with transaction(a.factory) as session:
-        partners.update_partner(session, a.settings, SYSTEM, "nl-hotline", api_key=a_at_b.issued_key)
 
 
 def confirmed_case(

@@ -324,7 +324,7 @@ def test_directory_import_with_a_bad_line_names_it_and_imports_nothing(engine: E
         (CONTACTS_CSV + "64502,,Mute,,,en\n", ["line 6: a contact needs an abuse_email or an api_endpoint"]),
         (CONTACTS_CSV + "64502,,Bad mail,abuse at x,,en\n", ["line 6: abuse_email 'abuse at x' is not an email"]),
         (
-            CONTACTS_CSV + "64502,,Creds,,https://u:p@api.example/x,en\n",
+            CONTACTS_CSV + "64502,,Creds,,https://user.example:p@api.example/x,en\n",
             ["line 6: api_endpoint must not carry credentials"],
         ),
         (CONTACTS_CSV + "64502,,FTP,,ftp://api.example/x,en\n", ["line 6: api_endpoint 'ftp://api.example/x' is not"]),

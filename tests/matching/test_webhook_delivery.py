@@ -103,10 +103,10 @@ def test_credentials_in_a_webhook_url_stay_out_of_the_audit_log(
             settings,
             SYSTEM,
             name="tokened",
-            url="https://hook:s3cret-pw@hooks.example.org/in?token=tok-123&x=1",
+            url="https://hooks.example:s3cret-pw@hooks.example.org/in?token=tok-123&x=1",
         )
     [event] = db.scalars(select(AuditEvent).where(AuditEvent.action == "webhook.create")).all()
-    assert event.details == {"name": "tokened", "url": "https://hook:***@hooks.example.org/in?token=***&x=1"}
+    assert event.details == {"name": "tokened", "url": "https://hooks.example:***@hooks.example.org/in?token=***&x=1"}
 
 
 # ---- no transaction open during the POST --------------------------------------------------------
