@@ -401,6 +401,36 @@ def test_matches_open_one_proactive_report_each_even_when_a_partition_is_scanned
     assert ended.matches == 4
 
 
+def test_a_policy_that_sends_matches_to_review_queues_one_review_item_per_content(
+    world: World, tmp_path: Path
+) -> None:
+    from seawall.hotline.models import Report
+    from seawall.matching import policies
+
+    with world.factory() as session:
+        policies.upsert_policy(
+            session, SYSTEM, name="scan-review", conditions={"lists": ["known"]}, actions=[{"type": "review"}]
+        )
+        run = service.create_run(
+            session, world.settings, cli_principal(), [str(world.folder)], service.ScanOptions(), tmp_path / "v.jsonl"
+        )
+        session.commit()
+    service.execute(world.factory, world.settings, cli_principal(), run.id, workers=1)
+    rows = _rows(tmp_path / "v.jsonl")
+    queued = sorted(r["path"].rsplit("/", 1)[-1] for r in rows if r.get("review"))
+    assert queued == ["edited1.jpg", "edited2.jpg", "listed1.png", "listed2.png"]
+    assert not any(r.get("report") for r in rows)
+    # The same contents found again (another run, or a partition scanned twice): the same review items.
+    again = [dict(r) for r in rows]
+    service.open_review_items(world.factory, world.settings, cli_principal(), again)
+    assert [r.get("review") for r in again] == [r.get("review") for r in rows]
+    with world.factory() as session:
+        reports = session.scalars(select(Report).order_by(Report.id)).all()
+        assert sorted(r.reference for r in reports) == sorted(r["review"] for r in rows if r.get("review"))
+        assert {(r.channel, r.partner) for r in reports} == {("match", "seawall-scan")}
+        assert all(r.case_id is not None for r in reports)
+
+
 def test_scan_runs_are_visible_to_an_ops_key_over_http(world: World, tmp_path: Path, client: Any, db: Session) -> None:
     from seawall.auth import service as auth_service
 

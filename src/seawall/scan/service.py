@@ -494,6 +494,7 @@ def complete_partition(
     results = decide_rows(factory, principal, rows)
     if options.report:
         open_reports(factory, settings, principal, run_id, number, results)
+    open_review_items(factory, settings, principal, results)
     counts = dict.fromkeys(COUNTERS, 0)
     for row in results:
         counts["items"] += 1
@@ -560,4 +561,40 @@ def open_reports(
                 row["report_error"] = str(exc)
                 continue
             row["report"] = submitted.report.reference
+        session.commit()
+
+
+def open_review_items(
+    factory: sessionmaker[Session], settings: Settings, principal: Principal, results: list[dict[str, Any]]
+) -> None:
+    """A review item in the hotline's queue for each item a policy sent to ``review``, as a match
+    through the API makes one (``intake.escalate_match``); its reference goes on the result row.
+    Items that ``--report`` already reported are left alone (one queue entry per content), and the
+    same content found again, by this run or another, is the same review item."""
+    from seawall.hotline import intake
+
+    wanted = [
+        row
+        for row in results
+        if not row.get("report") and any(a.get("type") == "review" for a in row.get("actions") or ())
+    ]
+    if not wanted:
+        return
+    with factory() as session:
+        for row in wanted:
+            signals = {k: [v] for k, v in (row.get("signals") or {}).items() if isinstance(v, str)}
+            url = row.get("url")
+            report = intake.escalate_match(
+                session,
+                settings,
+                principal,
+                caller=REPORT_PARTNER,
+                signals=signals,
+                url=url if isinstance(url, str) and url.startswith(("http://", "https://")) else None,
+                content_key=f"sha256:{signals['sha256'][0]}" if "sha256" in signals else f"path:{row['path']}",
+                matches=row.get("matches") or [],
+                reasons=[f"seawall scan: {row['path']}"],
+            )
+            if report is not None:
+                row["review"] = report.reference
         session.commit()
