@@ -20,7 +20,7 @@ from seawall.auth.models import AuditEvent
 from seawall.auth.permissions import SYSTEM, Principal
 from seawall.config import Settings
 from seawall.db import utcnow
-from seawall.hotline import assessment
+from seawall.hotline import assessment, intake
 from seawall.review import service
 from seawall.review.models import Exposure
 
@@ -197,3 +197,21 @@ def test_video_item_is_a_blurred_strip_muted_and_never_autoplayed(
     media = client.get(re.search(r'src="(/review/reveals/[^"]+)"', tag.group(0)).group(1))  # type: ignore[union-attr]
     assert media.status_code == 200 and media.headers["content-type"] == "video/mp4"
     assert media.headers["cache-control"] == "no-store"
+
+
+def test_reporter_contact_only_for_those_allowed_and_logged(db: Session, settings: Settings) -> None:
+    ann, sue = _person(db, "ann"), _person(db, "sue", "senior_analyst")
+    submitted = intake.submit(
+        db,
+        settings,
+        SYSTEM,
+        intake.ReportIn(channel="public", url="https://c.example/p", contact="reporter@mail.example"),
+        capture=False,
+    )
+    db.commit()
+    assert service.case_context(db, settings, ann, submitted.case).contacts == {}
+    shown = service.case_context(db, settings, sue, submitted.case).contacts
+    db.commit()
+    assert shown == {submitted.report.id: "reporter@mail.example"}
+    reads = db.execute(select(AuditEvent.actor, AuditEvent.object_id).where(AuditEvent.action == "report.contact.read"))
+    assert reads.all() == [("sue", str(submitted.report.id))]

@@ -133,7 +133,7 @@ class Wellbeing:
         if self.state == "cap":
             return f"You have reviewed for {self.limits.daily_cap_hours:g} hours today: that is the day's limit."
         if self.state == "break":
-            return "Time for a break: the queues will hand you work again after it."
+            return "You have been reviewing long enough without a pause: the queues hand out work again after a break."
         if self.state == "suggest":
             return f"You have been reviewing for {round(self.continuous_seconds / 60)} minutes: consider a break."
         return ""
@@ -679,6 +679,8 @@ def case_context(session: Session, settings: Settings, principal: Principal, cas
             contact = intake.contact_of(settings, report)
             if contact:
                 ctx.contacts[report.id] = contact
+                # Personal data shown: logged like a read of media (the caller commits).
+                audit.record(session, principal, "report.contact.read", "report", report.id, {})
     return ctx
 
 

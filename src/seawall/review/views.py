@@ -219,7 +219,10 @@ def claim(
 ) -> Response:
     _check_csrf(request, csrf_token)
     subject = _subject(kind)
-    _item(db, subject_id) if subject == "item" else _case(db, subject_id)
+    if subject == "item":
+        _item(db, subject_id)
+    else:
+        _case(db, subject_id)
     settings, me = _settings(request), _principal(request)
     try:
         service.start_work(db, settings, me)
@@ -289,6 +292,7 @@ def item_page(
         return _to_break(request, exc)
     service.record_media_read(db, me, item, "view")
     held = service.live_claim(db, "item", item.id)
+    ctx = service.item_context(db, settings, me, item)
     db.commit()
     current = db.get(Assessment, item.assessment_id) if item.assessment_id else None
     return render(
@@ -296,7 +300,7 @@ def item_page(
         "review/item.html",
         page="review",
         item=item,
-        ctx=service.item_context(db, settings, me, item),
+        ctx=ctx,
         claim=held,
         mine=held is not None and held.user_id == me.id,
         current=current,
@@ -395,13 +399,15 @@ def _item_with_error(request: Request, db: Session, item_id: int, message: str, 
     item = _item(db, item_id)
     held = service.live_claim(db, "item", item.id)
     form = {k: sent.get(k) for k in ("outcome", "category", "age_band", "sex", "children", "flags", "comment")}
+    ctx = service.item_context(db, settings, me, item)
+    db.commit()  # the reads it logged
     return render(
         request,
         "review/item.html",
         status_code=422,
         page="review",
         item=item,
-        ctx=service.item_context(db, settings, me, item),
+        ctx=ctx,
         claim=held,
         mine=held is not None and held.user_id == me.id,
         current=db.get(Assessment, item.assessment_id) if item.assessment_id else None,
@@ -507,12 +513,14 @@ def case_page(
     case = _case(db, case_id)
     held = service.live_claim(db, "case", case.id)
     signals = service.case_signals(db, case)
+    ctx = service.case_context(db, settings, me, case)
+    db.commit()
     return render(
         request,
         "review/case.html",
         page="review",
         case=case,
-        ctx=service.case_context(db, settings, me, case),
+        ctx=ctx,
         signals=signals,
         matches=service.signal_matches(db, signals),
         items=assessment.items_of(db, case),
@@ -655,7 +663,9 @@ def qa_page(
             db.rollback()
             return _to_break(request, exc)
         service.record_media_read(db, me, item, "view")
-        db.commit()
+    ctx = service.item_context(db, settings, me, item) if item is not None else None
+    case_ctx = service.case_context(db, settings, me, case) if case is not None else None
+    db.commit()
     return render(
         request,
         "review/qa_item.html",
@@ -663,8 +673,8 @@ def qa_page(
         row=row,
         item=item,
         case=case,
-        ctx=service.item_context(db, settings, me, item) if item is not None else None,
-        case_ctx=service.case_context(db, settings, me, case) if case is not None else None,
+        ctx=ctx,
+        case_ctx=case_ctx,
         decisions=assessment.qa_decisions(db, [row.id]).get(row.id, []),
         own=row.assessor == assessment.who(me),
         prefs=service.preferences(db, settings, me.id or 0),

@@ -13,6 +13,7 @@
   var hold = figure && figure.getAttribute("data-hold") === "1";
   var current = null; // {id, shownSince, shown}
   var pending = false;
+  var holding = false; // reveal-on-hold: the key is down
 
   function typing(target) {
     if (!target || !target.tagName) return false;
@@ -73,6 +74,7 @@
       figure.setAttribute("data-reveal-id", String(data.reveal));
       var button = document.getElementById("reveal-button");
       if (button) { button.textContent = "Hide "; var k = document.createElement("kbd"); k.textContent = "r"; button.appendChild(k); }
+      if (hold && !holding) endReveal(); // let go before the original arrived
     }).catch(function () { /* the blurred preview stays */ }).then(function () { pending = false; });
   }
 
@@ -109,7 +111,7 @@
     if (e.key === "r" && figure && revealForm) {
       e.preventDefault();
       if (e.repeat) return;
-      if (hold) startReveal(); else toggleReveal();
+      if (hold) { holding = true; startReveal(); } else toggleReveal();
       return;
     }
     if (e.key === "Enter" && gradeForm) {
@@ -126,7 +128,7 @@
     input.focus();
   });
   document.addEventListener("keyup", function (e) {
-    if (hold && e.key === "r") endReveal();
+    if (hold && e.key === "r") { holding = false; endReveal(); }
   });
   // Leaving the page ends the reveal: its duration is reported whatever way the page goes away.
   window.addEventListener("pagehide", endReveal);
