@@ -190,6 +190,10 @@ def test_video_item_is_a_blurred_strip_muted_and_never_autoplayed(
     thumb = client.get(f"/review/items/{video.id}/thumbnail")
     strip = Image.open(io.BytesIO(thumb.content))
     assert strip.mode == "L" and strip.width > 3 * strip.height  # four key frames side by side
+    refused = client.post(f"/review/items/{video.id}/reveal", data={"csrf_token": token}, follow_redirects=False)
+    assert refused.status_code == 409  # only whoever holds the claim reveals
+    claimed = client.post(f"/review/items/{video.id}/claim", data={"csrf_token": token}, follow_redirects=False)
+    assert claimed.status_code == 303
     shown = client.post(f"/review/items/{video.id}/reveal", data={"csrf_token": token}, follow_redirects=True)
     assert shown.status_code == 200
     tag = re.search(r"<video [^>]*>", shown.text)

@@ -303,6 +303,7 @@ def item_page(
         ctx=ctx,
         claim=held,
         mine=held is not None and held.user_id == me.id,
+        can_reveal=me.can("reveal") and ((held is not None and held.user_id == me.id) or me.can("qa")),
         current=current,
         prefs=service.preferences(db, settings, me.id or 0),
         wellbeing=state,
@@ -410,6 +411,7 @@ def _item_with_error(request: Request, db: Session, item_id: int, message: str, 
         ctx=ctx,
         claim=held,
         mine=held is not None and held.user_id == me.id,
+        can_reveal=me.can("reveal") and ((held is not None and held.user_id == me.id) or me.can("qa")),
         current=db.get(Assessment, item.assessment_id) if item.assessment_id else None,
         prefs=service.preferences(db, settings, me.id or 0),
         wellbeing=service.wellbeing(db, settings, me),
@@ -435,6 +437,10 @@ def reveal(
     _check_csrf(request, csrf_token)
     settings, me = _settings(request), _principal(request)
     item = _item(db, item_id)
+    held = service.live_claim(db, "item", item.id)
+    if not (held is not None and held.user_id == me.id) and not me.can("qa"):
+        # Only the person grading it (or a senior analyst checking it) needs to see more of it.
+        raise HTTPException(409, "claim the item to reveal it: only the analyst grading it, or QA, may")
     try:
         service.start_work(db, settings, me)
         row, token = service.start_reveal(db, settings, me, item)
@@ -677,6 +683,7 @@ def qa_page(
         case_ctx=case_ctx,
         decisions=assessment.qa_decisions(db, [row.id]).get(row.id, []),
         own=row.assessor == assessment.who(me),
+        can_reveal=me.can("reveal"),
         prefs=service.preferences(db, settings, me.id or 0),
         labels=LABELS,
     )
