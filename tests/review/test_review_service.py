@@ -21,6 +21,7 @@ from seawall.auth.permissions import SYSTEM, Principal
 from seawall.config import Settings
 from seawall.db import utcnow
 from seawall.hotline import assessment, intake
+from seawall.hotline.models import Case, Item
 from seawall.review import service
 from seawall.review.models import Exposure
 
@@ -219,3 +220,52 @@ def test_reporter_contact_only_for_those_allowed_and_logged(db: Session, setting
     assert shown == {submitted.report.id: "reporter@mail.example"}
     reads = db.execute(select(AuditEvent.actor, AuditEvent.object_id).where(AuditEvent.action == "report.contact.read"))
     assert reads.all() == [("sue", str(submitted.report.id))]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_forms_work_without_script_and_hash_only_cases_are_assessed(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    _person(db, "ann")
+    _, (item,) = captured_case(db, settings, "https://f.example/p", (5,))
+    child = intake.submit(
+        db,
+        settings,
+        SYSTEM,
+        intake.ReportIn(channel="self_report", age_band="14-15", signals=[("md5", "0" * 31 + "1")]),
+        capture=False,
+    ).case
+    db.commit()
+    token = _login(client, "ann")
+    queue = client.get("/review", headers={"accept": "text/html"}).text
+    assert f'href="/review/cases/{child.id}"' in queue and "self-report" in queue
+    assert client.post(f"/review/items/{item.id}/claim", data={"csrf_token": token}).status_code == 200
+    sent = {"csrf_token": token, "version": str(item.version + 1), "outcome": "csam", "category": "B"}
+    refused = client.post(f"/review/items/{item.id}/grade", data=sent, headers={"accept": "text/html"})
+    assert refused.status_code == 422 and "needs the youngest visible child" in refused.text
+    assert 'value="B" data-key="2" checked' in refused.text  # what was chosen is kept
+    db.rollback()
+    version = db.get(Item, item.id).version  # type: ignore[union-attr]
+    done = client.post(
+        f"/review/items/{item.id}/grade",
+        data={**sent, "version": str(version), "outcome": "not_csam", "category": ""},
+        follow_redirects=False,
+    )
+    assert (done.status_code, done.headers["location"]) == (303, f"/review?graded={item.id}")
+
+    # A hash-only case: its hashes on the page, claimed, assessed as a case.
+    page = client.get(f"/review/cases/{child.id}", headers={"accept": "text/html"})
+    assert "0" * 31 + "1" in page.text and "No list holds these hashes" in page.text
+    assert client.post(f"/review/cases/{child.id}/claim", data={"csrf_token": token}).status_code == 200
+    db.rollback()
+    case = db.get(Case, child.id)
+    assert case is not None
+    graded = client.post(
+        f"/review/cases/{child.id}/grade",
+        data={"csrf_token": token, "version": str(case.version), "outcome": "not_csam", "comment": "a drawing"},
+        follow_redirects=False,
+    )
+    assert graded.status_code == 303, graded.text
+    db.rollback()
+    assert assessment.current_case_assessment(db, case).outcome == "not_csam"  # type: ignore[union-attr]
+    assert f'href="/review/cases/{child.id}"' not in client.get("/review").text
