@@ -35,7 +35,13 @@ DOMAIN_CLIS = [
     "seawall.scan.cli",
 ]
 # Each domain that seeds demo data exposes ``seed_demo(session, console) -> None`` in its ``demo`` module.
-DEMO_SEEDERS = ["seawall.auth.demo", "seawall.matching.demo", "seawall.hotline.demo", "seawall.stats.demo"]
+DEMO_SEEDERS = [
+    "seawall.auth.demo",
+    "seawall.matching.demo",
+    "seawall.hotline.demo",
+    "seawall.review.demo",
+    "seawall.stats.demo",
+]
 
 
 def _version(value: bool) -> None:

@@ -288,6 +288,47 @@ class Settings(BaseSettings):
         1024.0, description="A fetch whose body arrives slower than this, after the grace period, is aborted."
     )
     fetch_rate_grace_seconds: float = Field(5.0, description="Seconds before the minimum transfer rate applies.")
+    # review console and analyst wellbeing (issue #13); per-role overrides in review_role_limits
+    review_claim_minutes: float = Field(
+        20.0, gt=0, description="How long an analyst's claim on an item or case lasts before it returns to the queue."
+    )
+    review_reveal_minutes: float = Field(
+        5.0, gt=0, description="How long a reveal's one-item URL serves the original media after the reveal."
+    )
+    review_blur: float = Field(
+        8.0, ge=0, le=24, description="Organisation default: extra blur of the review thumbnail (0-24, pixels)."
+    )
+    review_greyscale: bool = Field(True, description="Organisation default: revealed media shown in greyscale.")
+    review_reveal_on_hold: bool = Field(
+        False, description="Organisation default: media stay revealed only while the reveal key is held."
+    )
+    review_break_suggest_minutes: float = Field(
+        50.0, gt=0, description="Continuous review time after which the console suggests a break."
+    )
+    review_break_enforce_minutes: float = Field(
+        60.0, gt=0, description="Continuous review time after which the queues refuse work until a break."
+    )
+    review_break_minutes: float = Field(
+        10.0, gt=0, description="A gap in review work this long counts as a break (and ends an enforced one)."
+    )
+    review_daily_cap_hours: float = Field(
+        4.0, gt=0, description="Review time per analyst per day after which the queues refuse work (IWF: 4 h)."
+    )
+    review_role_limits: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='Per-role wellbeing limits over the defaults, JSON: {"senior_analyst": '
+        '{"break_suggest_minutes": 60, "break_enforce_minutes": 75, "break_minutes": 10, "daily_cap_hours": 5}}.',
+    )
+    review_support_text: str = Field(
+        "Step away from the screen, stretch, get some daylight or a drink. If something you saw stays with "
+        "you, talk to your team leader or the staff support service: you do not have to carry it alone.",
+        description="Text on the break screen.",
+    )
+    review_support_links: list[str] = Field(
+        default_factory=list,
+        description='Links on the break screen, each "Label|https://…" (JSON list), e.g. the welfare service.',
+    )
+
     # statistics
     timezone: str = Field(
         "UTC", description="The hotline's time zone (IANA name): statistics count in its calendar days and periods."

@@ -264,6 +264,9 @@ def test_caps_by_route_come_from_one_table(settings: Settings) -> None:
         ("/login", "application/x-www-form-urlencoded"): 128 * 1024,
         ("/report", MULTIPART): 128 * 1024,
         ("/lists/x", MULTIPART): 128 * 1024,
+        ("/review/items/1/grade", "application/x-www-form-urlencoded"): 128 * 1024,
+        ("/review/reveals/1/end", MULTIPART): 128 * 1024,  # the reveal's beacon (FormData)
+        ("/qa/1", "application/x-www-form-urlencoded"): 128 * 1024,
     }
     got = {(path, kind): body_cap(body_rule(path), settings, kind) for path, kind in expected}
     assert got == expected

@@ -417,6 +417,44 @@ ROUTES: list[Route] = [
     Route("GET", "/stats", "console:stats:read", _url("/stats")),
     Route("GET", "/stats/report", "console:stats:read", _url("/stats/report", params={"year": 2022})),
     Route("GET", "/public/stats/report", PUBLIC, _url("/public/stats/report")),  # 404 unless published
+    # the review console (issue #13): queues, items, reveals, QA, wellbeing
+    Route("GET", "/review", "console:review", _url("/review")),
+    Route("POST", "/review/next", "console:review", _url("/review/next", data={})),
+    Route("GET", "/review/break", "console:review", _url("/review/break")),
+    Route("GET", "/review/preferences", "console:review", _url("/review/preferences")),
+    Route("POST", "/review/preferences", "console:review", _url("/review/preferences", data={"blur": "4"})),
+    Route("GET", "/review/team", "console:qa", _url("/review/team")),
+    Route("POST", "/review/{kind}/{subject_id}/claim", "console:review", _url("/review/items/999999/claim", data={})),
+    Route(
+        "POST", "/review/{kind}/{subject_id}/release", "console:review", _url("/review/items/999999/release", data={})
+    ),
+    Route(
+        "POST",
+        "/review/{kind}/{subject_id}/skip",
+        "console:review",
+        _url("/review/items/999999/skip", data={"reason": "not mine"}),
+    ),
+    Route("GET", "/review/items/{item_id}", "console:review", _url("/review/items/999999")),
+    Route("GET", "/review/items/{item_id}/thumbnail", "console:review", _url("/review/items/999999/thumbnail")),
+    Route(
+        "POST",
+        "/review/items/{item_id}/grade",
+        "console:review",
+        _url("/review/items/999999/grade", data={"version": "1", "outcome": "not_csam"}),
+    ),
+    Route("POST", "/review/items/{item_id}/reveal", "console:reveal", _url("/review/items/999999/reveal", data={})),
+    Route("GET", "/review/reveals/{token}", "console:reveal", _url("/review/reveals/not-a-reveal")),
+    Route("POST", "/review/reveals/{reveal_id}/end", "console:reveal", _url("/review/reveals/999999/end", data={})),
+    Route("GET", "/review/cases/{case_id}", "console:review", _url("/review/cases/999999")),
+    Route(
+        "POST",
+        "/review/cases/{case_id}/grade",
+        "console:review",
+        _url("/review/cases/999999/grade", data={"version": "1", "outcome": "not_csam"}),
+    ),
+    Route("GET", "/qa", "console:qa", _url("/qa")),
+    Route("GET", "/qa/{assessment_id}", "console:qa", _url("/qa/999999")),
+    Route("POST", "/qa/{assessment_id}", "console:qa", _url("/qa/999999", data={"decision": "confirm"})),
 ]
 
 

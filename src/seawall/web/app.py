@@ -272,6 +272,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     from seawall.matching.api import admin_router as matching_admin_router
     from seawall.matching.api import router as matching_router
     from seawall.matching.hma import router as hma_router
+    from seawall.review.views import router as review_router
     from seawall.scan.api import router as scan_router
     from seawall.stats.api import router as stats_router
     from seawall.stats.views import router as stats_console_router
@@ -290,6 +291,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(lists_console_router)
     app.include_router(stats_router)
     app.include_router(stats_console_router)
+    app.include_router(review_router)
 
     # The last added runs first: the single-lookup fast path and the body limits run inside
     # observability (request ids, metrics and access lines cover them too).

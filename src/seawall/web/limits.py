@@ -9,6 +9,7 @@ routes                        cap                                        credent
 ============================  =========================================  ==============================
 /login /logout /report        ``FORM_BODY_BYTES`` (128 KiB)              no (public forms; CSRF checked
 /report/status                                                           by the route)
+/review/… /qa/… (console)     ``FORM_BODY_BYTES``                        no (the route checks login)
 uploads (multipart): /v1/hash ``max_file_bytes`` + ``MULTIPART_ENVELOPE``   yes
 /v1/match /h/hash /m/lookup
 /c/bank/{name}/content
@@ -73,6 +74,8 @@ BODY_RULES: list[BodyRule] = [
     _rule(rf"/v1/lists/{_SEGMENT}/import", IMPORT),
     _rule(rf"/v1/lists/{_SEGMENT}/entries(/status)?", BULK),
     _rule(rf"/v1/reports/batch|/v1/referrals(/{_SEGMENT}/status)?|/v1/match/text", BULK),
+    # the review console's forms and reveal beacons (the route checks the login, then the CSRF token)
+    _rule(r"/(review|qa)(/.*)?", FORM, public=True),
 ]
 
 

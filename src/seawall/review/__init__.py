@@ -1,0 +1,2 @@
+"""The review console: queues, claims, blurred item views, reveals, keyboard grading, QA and the
+analyst's exposure (issue #13)."""
