@@ -163,7 +163,7 @@ def _largest_rectangle(grid: npt.NDArray[np.bool_]) -> Box | None:
     for r in range(rows):
         heights = np.where(grid[r], heights + 1, 0)
         stack: list[int] = []
-        hs = heights.tolist() + [0]
+        hs = [*heights.tolist(), 0]
         for c in range(cols + 1):
             while stack and hs[stack[-1]] >= hs[c]:
                 top = stack.pop()
@@ -217,9 +217,7 @@ def unrotate(rgb: U8, box: Box) -> tuple[U8, float] | None:
     bh, bw = crop.shape[:2]
     if bh < MIN_SIDE or bw < MIN_SIDE:
         return None
-    corners = np.concatenate(
-        [c.reshape(-1, 3) for c in (crop[:2, :2], crop[:2, -2:], crop[-2:, :2], crop[-2:, -2:])]
-    )
+    corners = np.concatenate([c.reshape(-1, 3) for c in (crop[:2, :2], crop[:2, -2:], crop[-2:, :2], crop[-2:, -2:])])
     colour = np.median(corners, axis=0)
     if np.abs(corners - colour).max() > TOLERANCE:
         return None
@@ -244,9 +242,7 @@ def unrotate(rgb: U8, box: Box) -> tuple[U8, float] | None:
     pw, ph = (bw * c - bh * s) / det, (bh * c - bw * s) / det  # the rectangle before it was turned
     if pw < MIN_SIDE or ph < MIN_SIDE:
         return None
-    turned = Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1])).rotate(
-        angle, resample=Image.Resampling.BILINEAR
-    )
+    turned = Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1])).rotate(angle, resample=Image.Resampling.BILINEAR)
     cx, cy = bw / 2, bh / 2
     iw, ih = pw * 0.96, ph * 0.96  # the middle: the turned edges are blended with the background
     inner = turned.crop((round(cx - iw / 2), round(cy - ih / 2), round(cx + iw / 2), round(cy + ih / 2)))
