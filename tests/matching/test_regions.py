@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from seawall.auth import service as auth_service
-from seawall.auth.permissions import SYSTEM
+from seawall.auth.permissions import ROLE_SCOPES, SYSTEM, Principal, Role
 from seawall.cli import app as cli_app
-from seawall.config import reset_settings
+from seawall.config import Settings, reset_settings
 from seawall.lists import service as lists_service
 from seawall.lists.models import Entry
 from seawall.lists.records import EntryRecord
@@ -141,3 +141,46 @@ def test_lists_add_file_stores_the_trimmed_hash_linked_and_retired_with_its_entr
     # The per-list switch from the command line.
     assert cli("lists", "regions", "known", "off").exit_code == 0
     assert "region matching: off" in cli("lists", "show", "known").output
+
+
+def test_a_confirmed_hotline_item_lists_its_trimmed_picture_beside_its_pdq(
+    db: Session, settings: Settings, tmp_path: Path
+) -> None:
+    from seawall.hotline import assessment, capture
+    from seawall.hotline.models import Item
+
+    path = tmp_path / "captured.png"
+    PADDED.save(path)
+    hashed = capture._hash_everything(path)  # what a capture keeps of a fetched picture
+    trimmed = lists_service.trimmed_of(hashed)
+    assert trimmed is not None and trimmed[1] == (60, 24, 240, 180)
+    item = Item(
+        sha256=hashed["sha256"],
+        md5=hashed["md5"],
+        sha1=hashed["sha1"],
+        pdq=hashed["pdq"],
+        pdq_quality=hashed["pdq_quality"],
+        pdq_trimmed=trimmed[0],
+        pdq_trimmed_box=list(trimmed[1]),
+        media="image",
+        mime="image/png",
+        size=path.stat().st_size,
+    )
+    db.add(item)
+    db.commit()
+    analyst = Principal(kind="user", name="alice", scopes=ROLE_SCOPES[Role.analyst])
+    senior = Principal(kind="user", name="sam", scopes=ROLE_SCOPES[Role.senior_analyst])
+    saved = assessment.assess_item(
+        db,
+        settings,
+        analyst,
+        item.id,
+        item.version,
+        assessment.AssessmentIn(outcome="csam", category="C", age_band="14-15", sex="girl"),
+    )
+    db.commit()
+    assessment.qa(db, settings, senior, saved.assessment.id, "confirm", "checked")
+    db.commit()
+    entry = db.scalars(select(Entry).where(Entry.signal_type == "pdq")).one()
+    assert (entry.value, entry.trimmed_value, entry.trimmed_box) == (item.pdq, trimmed[0], [60, 24, 240, 180])
+    assert entry.trimmed_value == _pdq(PICTURE, tmp_path)  # so a clean copy matches the listed padded capture

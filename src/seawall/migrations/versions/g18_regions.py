@@ -1,4 +1,4 @@
-"""region matching: a list's switch, an entry's trimmed-picture hash
+"""region matching: a list's switch, an entry's and a hotline item's trimmed-picture hash
 
 Revision ID: g18_regions
 Revises: 0015
@@ -21,9 +21,15 @@ def upgrade() -> None:
     with op.batch_alter_table("list_entries") as batch:
         batch.add_column(sa.Column("trimmed_value", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("trimmed_box", sa.JSON(), nullable=True))
+    with op.batch_alter_table("hotline_items") as batch:
+        batch.add_column(sa.Column("pdq_trimmed", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("pdq_trimmed_box", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("hotline_items") as batch:
+        batch.drop_column("pdq_trimmed_box")
+        batch.drop_column("pdq_trimmed")
     with op.batch_alter_table("list_entries") as batch:
         batch.drop_column("trimmed_box")
         batch.drop_column("trimmed_value")
