@@ -41,6 +41,10 @@ RING_COLOUR_SHARE: Final = 0.05
 #: The embedded search runs only when background colours cover this share of the ring.
 RING_BACKGROUND_SHARE: Final = 0.6
 BLOCK: Final = 16
+#: An embedded picture's edge lines are at least this share of non-background pixels.
+EMBEDDED_LINE_SHARE: Final = 0.75
+#: An embedded picture is at least this share of its canvas (smaller: an icon, an avatar).
+EMBEDDED_MIN_SHARE: Final = 0.15
 #: Rotations smaller than this are left alone (PDQ survives them); larger ones are not "small".
 MIN_ANGLE: Final = 0.5
 MAX_ANGLE: Final = 8.0
@@ -82,18 +86,18 @@ def _lines(a: npt.NDArray[np.int16], box: Box, side: str, start: int, stop: int)
     return a[y0:y1, x1 - stop : x1 - start].transpose(1, 0, 2)[::-1]
 
 
-def _peel(a: npt.NDArray[np.int16], box: Box, side: str, limit: int) -> tuple[int, npt.NDArray[np.float32] | None]:
+def _peel(a: npt.NDArray[np.int16], box: Box, side: str, limit: int) -> tuple[int, npt.NDArray[np.int16] | None]:
     """The uniform lines of one colour on ``side`` of ``box`` (at most ``limit``): how many, and
     their colour. A band that fades into another colour line by line is a gradient (a sky, say),
     not a border: none. Looked at in chunks from the edge, so the work follows the border's depth."""
     done, chunk = 0, 8
-    colour: npt.NDArray[np.float32] | None = None
-    previous: npt.NDArray[np.float32] | None = None
+    colour: npt.NDArray[np.int16] | None = None
+    previous: npt.NDArray[np.int16] | None = None
     while done < limit:
         stop = min(limit, done + chunk)
-        lines = _lines(a, box, side, done, stop)
-        # The mean, not the median, for speed: the 3% of other pixels allowed move it by at most ~8.
-        means = lines.mean(axis=1, dtype=np.float32)
+        lines = _lines(a, box, side, done, stop)[:, ::2]  # every other pixel along a line is plenty
+        # Integer means (not medians, for speed: the 3% of other pixels allowed move it by at most ~8).
+        means = (lines.sum(axis=1, dtype=np.int32) // lines.shape[1]).astype(np.int16)
         uniform = (np.abs(lines - means[:, None, :]).max(axis=2) <= TOLERANCE).mean(axis=1) >= UNIFORM_SHARE
         if colour is None:
             colour = means[0]
@@ -121,26 +125,47 @@ def trim_box(rgb: U8, box: Box | None = None, *, wide: npt.NDArray[np.int16] | N
     """``box`` (default: everything) with uniform bands peeled off each side, at most ``layers``
     bands of different colours a side (padding, then a frame, …), in rounds until none is left
     (a side trimmed lets the lines across it become uniform). ``wide``: the pixels as int16."""
+    return _trim(rgb, box, wide, layers)[0]
+
+
+def _trim(rgb: U8, box: Box | None, wide: npt.NDArray[np.int16] | None, layers: int) -> tuple[Box, bool]:
+    """:func:`trim_box`, and whether a side had another layer left."""
+    more = False
     h, w = rgb.shape[:2]
     a = rgb.astype(np.int16) if wide is None else wide
     x0, y0, x1, y1 = box or (0, 0, w, h)
     max_x, max_y = int((x1 - x0) * MAX_DEPTH), int((y1 - y0) * MAX_DEPTH)
     taken = dict.fromkeys(("top", "bottom", "left", "right"), 0)
     count = dict.fromkeys(taken, 0)
-    colours: dict[str, npt.NDArray[np.float32] | None] = dict.fromkeys(taken)
-    for _ in range(2 * layers + 2):
-        changed = False
+    colours: dict[str, npt.NDArray[np.int16] | None] = dict.fromkeys(taken)
+    seen: list[npt.NDArray[np.int16]] = []  # colours of the bands peeled so far, every side
+
+    def near(colour: npt.NDArray[np.int16], others: list[npt.NDArray[np.int16]]) -> bool:
+        return any(int(np.abs(colour - other).max()) <= TOLERANCE for other in others)
+
+    for round_ in range(2 * layers + 2):
+        found: dict[str, tuple[int, npt.NDArray[np.int16]]] = {}
         for side in ("top", "bottom", "left", "right"):
             cap = max_y if side in ("top", "bottom") else max_x
             n, colour = _peel(a, (x0, y0, x1, y1), side, cap - taken[side])
-            if not n or colour is None:
-                continue
+            if n and colour is not None:
+                found[side] = (n, colour)
+        changed = False
+        for side, (n, colour) in found.items():
             previous = colours[side]
             if previous is None or np.abs(colour - previous).max() > TOLERANCE:
+                # A band at the edge is a border; one further in (a frame inside padding, a side
+                # that became uniform once another was trimmed) only if another side has its colour
+                # too: a sky or a lake inside the picture is on one side only.
+                others = seen + [c for other, (_, c) in found.items() if other != side]
+                if (round_ or taken[side]) and not near(colour, others):
+                    continue
                 if count[side] >= layers:
+                    more = True
                     continue
                 count[side] += 1
                 colours[side] = colour
+                seen.append(colour)
             changed = True
             taken[side] += n
             if side == "top":
@@ -153,7 +178,7 @@ def trim_box(rgb: U8, box: Box | None = None, *, wide: npt.NDArray[np.int16] | N
                 x1 -= n
         if not changed:
             break
-    return x0, y0, x1, y1
+    return (x0, y0, x1, y1), more
 
 
 def _ring(a: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
@@ -203,6 +228,19 @@ def _largest_rectangle(grid: npt.NDArray[np.bool_]) -> Box | None:
     return best_box
 
 
+def _canvas_left(wide: npt.NDArray[np.int16], box: Box) -> bool:
+    """Whether the trimmed box's own edge is still mostly the canvas's background colours (a
+    screenshot's title bar or text stopped the trimming), so an embedded picture is worth a look."""
+    colours = _background_colours(wide[::4, ::4])
+    if colours is None:
+        return False
+    x0, y0, x1, y1 = box
+    inner = wide[y0:y1, x0:x1]
+    if min(inner.shape[:2]) < MIN_SIDE:
+        return False
+    return bool(_content(_ring(inner)[None], colours).mean() < 1 - RING_BACKGROUND_SHARE / 2)
+
+
 def embedded_box(rgb: U8, *, wide: npt.NDArray[np.int16] | None = None) -> Box | None:
     """The largest picture embedded in a canvas of background colours, or None.
 
@@ -230,7 +268,41 @@ def embedded_box(rgb: U8, *, wide: npt.NDArray[np.int16] | None = None) -> Box |
         min(w, (bx1 + 1) * BLOCK),
         min(h, (by1 + 1) * BLOCK),
     )
-    return trim_box(rgb, grown, wide=wide)
+    a = rgb.astype(np.int16) if wide is None else wide
+    box = _trim(rgb, grown, a, 3)[0]
+    return _shrink(a, box, colours)
+
+
+def _shrink(a: npt.NDArray[np.int16], box: Box, colours: list[npt.NDArray[np.float32]]) -> Box | None:
+    """Pull each side of an embedded box in past lines that are mostly background colours (a row
+    of text under the picture that its blocks took in); None when too little is left or the
+    picture is too small a share of the canvas to be what the screenshot shows."""
+    x0, y0, x1, y1 = box
+    h, w = a.shape[:2]
+    limit_y, limit_x = (y1 - y0) // 4, (x1 - x0) // 4
+
+    def mostly_content(line: npt.NDArray[np.int16]) -> bool:
+        return bool(_content(line[None], colours).mean() >= EMBEDDED_LINE_SHARE)
+
+    for _ in range(limit_y):
+        if y1 - y0 < MIN_SIDE or mostly_content(a[y0, x0:x1]):
+            break
+        y0 += 1
+    for _ in range(limit_y):
+        if y1 - y0 < MIN_SIDE or mostly_content(a[y1 - 1, x0:x1]):
+            break
+        y1 -= 1
+    for _ in range(limit_x):
+        if x1 - x0 < MIN_SIDE or mostly_content(a[y0:y1, x0]):
+            break
+        x0 += 1
+    for _ in range(limit_x):
+        if x1 - x0 < MIN_SIDE or mostly_content(a[y0:y1, x1 - 1]):
+            break
+        x1 -= 1
+    if (x1 - x0) * (y1 - y0) < EMBEDDED_MIN_SHARE * h * w:
+        return None
+    return x0, y0, x1, y1
 
 
 def unrotate(rgb: U8, box: Box) -> tuple[U8, float] | None:
@@ -309,11 +381,12 @@ def find_regions(rgb: U8, *, rotation: bool = True) -> list[Region]:
             found.append(Region(kind, box, angle))
 
     wide = rgb.astype(np.int16)
-    outer = trim_box(rgb, wide=wide, layers=1)
+    outer, more = _trim(rgb, None, wide, 1)
     add("trimmed", outer)
-    deep = trim_box(rgb, outer, wide=wide, layers=3)
+    deep = _trim(rgb, outer, wide, 3)[0] if more else outer
     add("trimmed", deep)
-    add("embedded", embedded_box(rgb, wide=wide))
+    if _canvas_left(wide, deep):
+        add("embedded", embedded_box(rgb, wide=wide))
     if rotation:
         for box in (whole, deep):
             turned = unrotate(rgb, box)
