@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 from fastapi.testclient import TestClient
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -30,6 +30,22 @@ from seawall.signals.hashing import hash_file
 PICTURE = benign_image(21, 240, 180)
 UNRELATED = benign_image(99, 240, 180)
 PADDED = ImageOps.expand(PICTURE, border=(60, 24, 30, 90), fill=(255, 255, 255))  # PDQ misses this
+
+
+
+def _screenshot() -> Image.Image:
+    """A desktop-like canvas: title bar, a side panel with items, the picture."""
+    canvas = Image.new("RGB", (500, 300), (230, 230, 235))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, 500, 32), fill=(50, 70, 120))
+    draw.rectangle((0, 32, 150, 300), fill=(245, 245, 245))
+    for y in range(50, 280, 26):
+        draw.rectangle((12, y, 130, y + 12), fill=(120, 120, 120))
+    canvas.paste(PICTURE, (190, 62))
+    return canvas
+
+
+SCREENSHOT = _screenshot()
 
 
 def _png(image: Image.Image) -> bytes:
@@ -70,10 +86,12 @@ def test_a_padded_copy_matches_by_its_trimmed_region_and_the_log_says_so(
     assert hit["box"] == {"x": 60, "y": 24, "width": 240, "height": 180}
     assert hit["distance"] <= 8
     assert _upload(client, PICTURE, partner)["matches"][0]["region"] == "whole"
+    [shot] = _upload(client, SCREENSHOT, partner)["matches"]
+    assert (shot["region"], shot["box"]) == ("embedded", {"x": 190, "y": 62, "width": 240, "height": 180})
     assert _upload(client, UNRELATED, partner)["matches"] == []
     logged = db.scalars(select(MatchEvent).order_by(MatchEvent.id)).all()
     db.expire_all()
-    assert [m["region"] for m in logged[0].matches] == ["trimmed"]
+    assert [[m["region"] for m in e.matches] for e in logged] == [["trimmed"], ["whole"], ["embedded"]]
     assert logged[0].signals["pdq_regions"][0]["region"] == "trimmed"
 
 

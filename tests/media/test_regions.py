@@ -110,3 +110,19 @@ def test_the_picture_embedded_in_a_screenshot_is_found(layout: str) -> None:
     assert box == where
     found = {r.kind: r.box for r in find_regions(rgb)}
     assert where in found.values()
+
+
+@pytest.mark.parametrize(("degrees", "fill"), [(3, (0, 0, 0)), (-2, (255, 255, 255)), (5, (40, 40, 40))])
+def test_a_small_rotation_on_a_filled_canvas_is_undone(degrees: float, fill: tuple[int, int, int]) -> None:
+    turned = np.asarray(PICTURE.rotate(degrees, expand=True, fillcolor=fill, resample=Image.Resampling.BILINEAR))
+    whole, _ = pdq_hash_rgb(turned)
+    original, _ = pdq_hash_rgb(np.asarray(PICTURE))
+    assert hamming(whole, original) > 31  # PDQ alone misses it
+    [rotated] = [r for r in find_regions(turned) if r.kind == "rotated"]
+    assert abs(rotated.angle - degrees) <= 0.3
+    value, _ = pdq_hash_rgb(regions.region_pixels(turned, rotated))
+    assert hamming(value, original) <= 31
+
+
+def test_an_unrotated_picture_with_plain_padding_is_not_rotated() -> None:
+    assert [r.kind for r in find_regions(padded((20, 20, 20, 20), (0, 0, 0)))] == ["trimmed"]
