@@ -32,7 +32,6 @@ UNRELATED = benign_image(99, 240, 180)
 PADDED = ImageOps.expand(PICTURE, border=(60, 24, 30, 90), fill=(255, 255, 255))  # PDQ misses this
 
 
-
 def _screenshot() -> Image.Image:
     """A desktop-like canvas: title bar, a side panel with items, the picture."""
     canvas = Image.new("RGB", (500, 300), (230, 230, 235))
