@@ -594,13 +594,15 @@ def _write_batch(
                 "match_count": 0,
                 "disabled_until": None,
                 "revision": first + i,
-                "trimmed_value": None,
-                "trimmed_box": None,
                 **_entry_fields(record),
-                **_trimmed_fields(record),
             }
             for i, (key, record) in enumerate(new)
         ]
+        # Trimmed-picture hashes come with entries added from media, a few at a time: a bulk
+        # import's rows stay as they were (one executemany needs the same columns in every row).
+        if any(record.trimmed_value is not None for _, record in new):
+            for fields, (_, record) in zip(rows, new, strict=True):
+                fields.update({"trimmed_value": None, "trimmed_box": None, **_trimmed_fields(record)})
         # executemany without RETURNING is one fast C loop on both backends; the ids come back in one query.
         session.execute(insert(_ENTRY_TABLE), rows)
         ids = {
