@@ -347,7 +347,11 @@ def main() -> int:
         photo_like = [benign_image(70_000 + k, *[(640, 480), (800, 600), (600, 800)][k % 3]) for k in range(30)]
         mixed_set = [edit(p) for p, edit in zip(plain_set, [*MISSED.values(), *SURVIVED.values()] * 10, strict=False)]
         speeds = {}
-        sets = (("photo-like pictures", photo_like), ("all families unedited", plain_set), ("the edited mix", mixed_set))
+        sets = (
+            ("photo-like pictures", photo_like),
+            ("all families unedited", plain_set),
+            ("the edited mix", mixed_set),
+        )
         for label, images in sets:
             paths = []
             for j, image in enumerate(images):
