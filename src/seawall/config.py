@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     # matching
     index_refresh_seconds: float = Field(0.5, description="How often a process applies list changes to its indexes.")
     match_low_quality: bool = Field(False, description="Match PDQ hashes of quality below 50 too.")
+    match_regions: bool = Field(
+        True,
+        description="Match the regions of uploaded and scanned pictures too (borders trimmed, the picture "
+        "embedded in a screenshot, a small rotation undone) and entries' trimmed-picture hashes; "
+        "each list can also turn this off (docs/regions.md).",
+    )
     vpdq_candidate_percent: float = Field(80.0, description="vPDQ: share of a listed video's frames that must match.")
     vpdq_query_percent: float = Field(0.0, description="vPDQ: share of the uploaded video's frames that must match.")
     quarantine_min_matches: int = Field(200, description="Matches in an hour before an entry can be quarantined.")

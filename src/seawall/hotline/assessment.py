@@ -1238,6 +1238,9 @@ def _sync_item_entries(
                 source=_HASH_SOURCE,
                 external_id=f"hotline-item:{item.id}",
                 note=provenance,
+                # The trimmed picture's PDQ goes with the PDQ entry (matched as it, retired with it).
+                trimmed_value=item.pdq_trimmed if t == "pdq" else None,
+                trimmed_box=tuple(item.pdq_trimmed_box) if t == "pdq" and item.pdq_trimmed_box else None,  # type: ignore[arg-type]
             )
             for t, v in signals
         ]

@@ -37,6 +37,7 @@ from seawall.evidence import service as evidence
 from seawall.fetch import Fetched, FetchError, FetchRefused, FetchUnreachable, SafeFetcher
 from seawall.hotline import assessment, pages, tracing
 from seawall.hotline.models import Capture, Case, CaseItem, Item
+from seawall.lists import service as lists_service
 from seawall.matching.indexes import MatchIndexes
 from seawall.media.errors import MediaError
 from seawall.redact import redact_url
@@ -208,7 +209,7 @@ def _hash_everything(path: Any) -> dict[str, Any]:
     from seawall.signals.base import signal_types
     from seawall.signals.hashing import DEFAULT_SIGNALS, hash_file
 
-    hashed = hash_file(path, DEFAULT_SIGNALS, dihedral=True)
+    hashed = hash_file(path, DEFAULT_SIGNALS, dihedral=True, regions=True)
     for name in signal_types():
         if name not in DEFAULT_SIGNALS:
             try:
@@ -329,6 +330,7 @@ def _keep_item(
     case's link to it (made once); a new item inherits a known assessment (never queued for an
     analyst again). Each write transaction is short; encryption happens between them."""
     hashed = media.hashed
+    trimmed = lists_service.trimmed_of(hashed)
     with factory() as session:
         values = {
             "sha256": media.sha256,
@@ -336,6 +338,8 @@ def _keep_item(
             "sha1": hashed["sha1"],
             "pdq": hashed.get("pdq"),
             "pdq_quality": hashed.get("pdq_quality"),
+            "pdq_trimmed": trimmed[0] if trimmed else None,
+            "pdq_trimmed_box": list(trimmed[1]) if trimmed else None,
             "media": media.media,
             "mime": media.mime[:100],
             "size": len(media.data),

@@ -166,6 +166,10 @@ class Item(Base):
     sha1: Mapped[str] = mapped_column(String(40), index=True)
     pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)
     pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The PDQ of the picture with its borders trimmed (when it had borders), and that box: listed
+    # beside the PDQ when the item is confirmed, so clean copies match too (docs/regions.md).
+    pdq_trimmed: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pdq_trimmed_box: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     media: Mapped[str] = mapped_column(String(16))  # image, video
     mime: Mapped[str] = mapped_column(String(100), default="")
     size: Mapped[int] = mapped_column(BigInteger, default=0)

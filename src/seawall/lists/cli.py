@@ -16,6 +16,7 @@ from seawall.config import get_settings
 from seawall.db import default_sessionmaker, transaction
 from seawall.lists import service
 from seawall.lists.records import EntryRecord
+from seawall.media.errors import MediaError
 
 lists_app = typer.Typer(help="Hash, URL and keyword lists: create, add, retire, import, export.", no_args_is_help=True)
 out = Console()
@@ -103,6 +104,7 @@ def show(
         out.print(f"  enabled: {'yes' if hl.enabled else 'no'}   revision: {hl.revision}   source: {hl.source or '-'}")
         out.print(
             f"  thresholds: {hl.thresholds or 'defaults'}   dihedral PDQ lookups: {'on' if hl.dihedral else 'off'}"
+            f"   region matching: {'on' if hl.regions else 'off'}"
         )
         out.print("  entries: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
         if entries:
@@ -151,10 +153,34 @@ def disable(name: str = typer.Argument(..., help="List name.")) -> None:
     _set_enabled(name, False)
 
 
+@lists_app.command("regions")
+def regions(
+    name: str = typer.Argument(..., help="List name."),
+    state: str = typer.Argument(..., help="on or off."),
+) -> None:
+    """Switch region matching for a list: the regions of uploaded and scanned pictures (borders
+    trimmed, embedded, rotation undone) and its entries' trimmed-picture hashes (docs/regions.md)."""
+    if state not in ("on", "off"):
+        raise _fail("say on or off")
+    try:
+        with transaction(default_sessionmaker()) as session:
+            service.update_list(session, cli_principal(), service.get_list(session, name), regions=state == "on")
+    except (service.ListNotFound, service.ListError) as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"region matching {state} for {name}")
+
+
 @lists_app.command("add")
 def add(
     name: str = typer.Argument(..., help="List name."),
-    value: str = typer.Argument(..., help="Hash, URL or term."),
+    value: str | None = typer.Argument(None, help="Hash, URL or term (or --file)."),
+    file: Path | None = typer.Option(
+        None,
+        "--file",
+        exists=True,
+        dir_okay=False,
+        help="Hash lists: add a picture's md5 and PDQ (with its trimmed picture's PDQ when it has borders).",
+    ),
     signal_type: str | None = typer.Option(None, "--signal-type", help="md5, sha1, sha256, pdq, … (hash lists)."),
     category: str | None = typer.Option(None, "--category", help="UK A/B/C or the list's own scheme."),
     label: list[str] = typer.Option([], "--label", help="Repeatable."),
@@ -163,10 +189,12 @@ def add(
     external_id: str | None = typer.Option(None, "--external-id"),
     note: str | None = typer.Option(None, "--note"),
 ) -> None:
-    """Add one entry (adding it again changes nothing)."""
+    """Add one entry, or a picture's entries with --file (adding again changes nothing)."""
+    if (value is None) == (file is None):
+        raise _fail("give either a value or --file")
     record = EntryRecord(
         signal_type=signal_type or "",
-        value=value,
+        value=value or "",
         category=category,
         labels=tuple(label),
         level=level,
@@ -175,13 +203,21 @@ def add(
         note=note,
     )
     try:
+        records = [record] if file is None else service.records_from_media(file, record)
+    except MediaError as exc:
+        raise _fail(f"{file}: {exc.reason}") from None
+    try:
         with transaction(default_sessionmaker()) as session:
-            result = service.add_entries(session, cli_principal(), service.get_list(session, name), [record])
+            result = service.add_entries(session, cli_principal(), service.get_list(session, name), records)
     except service.InvalidEntries as exc:
         raise _fail(exc.errors[0].reason) from None
     except (service.ListNotFound, service.ListError) as exc:
         raise _fail(str(exc)) from None
-    state = "added" if result.added else ("updated" if result.updated else "already present, unchanged")
+    if file is None:
+        state = "added" if result.added else ("updated" if result.updated else "already present, unchanged")
+    else:
+        trimmed = " with a trimmed-picture hash" if any(r.trimmed_value for r in records) else ""
+        state = f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged{trimmed}"
     err.print(f"{state} (list revision {result.revision})")
 
 

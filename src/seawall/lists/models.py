@@ -42,6 +42,9 @@ class HashList(Base):
     thresholds: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     # PDQ lookups also try the 8 rotations and flips of the query.
     dihedral: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Uploads and scans also match the regions of a picture (borders trimmed, embedded picture),
+    # and entries' trimmed hashes are searched (docs/regions.md).
+    regions: Mapped[bool] = mapped_column(Boolean, default=True)
     # An allowlist suppresses matches on these lists only (names); None: on every list.
     allowlist_scope: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -77,6 +80,10 @@ class Entry(Base):
     added_by: Mapped[str] = mapped_column(String(120), default="")
     match_count: Mapped[int] = mapped_column(BigInteger, default=0)
     revision: Mapped[int] = mapped_column(BigInteger, default=0)  # the list revision of its last change
+    # PDQ of the picture with its borders trimmed, when the entry was added from media that had
+    # them: matched as this entry, retired with it (docs/regions.md).
+    trimmed_value: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    trimmed_box: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
 
     hash_list: Mapped[HashList] = relationship(lazy="joined")
 

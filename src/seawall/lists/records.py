@@ -22,6 +22,10 @@ class EntryRecord:
     status: str = "active"
     level: str | None = None  # URL entries: exact, prefix or domain
     extra: dict[str, str] = field(default_factory=dict, compare=False)  # format-specific fields kept for export
+    # PDQ entries added from media: the PDQ of the picture with its borders trimmed, and that
+    # box (x, y, width, height); None leaves what the entry has (docs/regions.md).
+    trimmed_value: str | None = None
+    trimmed_box: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)

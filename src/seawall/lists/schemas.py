@@ -24,6 +24,9 @@ class ListCreate(BaseModel):
         description="Per signal type, e.g. {'pdq': 31}; above the type's safe maximum needs admin.",
     )
     dihedral: bool = True
+    regions: bool = Field(
+        True, description="Match the regions of uploaded pictures and entries' trimmed hashes (off: admin only)."
+    )
 
 
 class ListUpdate(BaseModel):
@@ -36,6 +39,7 @@ class ListUpdate(BaseModel):
     dihedral: bool | None = None
     allowlist: bool | None = None
     allowlist_scope: list[str] | None = None
+    regions: bool | None = None
 
 
 class ListOut(BaseModel):
@@ -51,6 +55,7 @@ class ListOut(BaseModel):
     allowlist_scope: list[str] | None = None
     thresholds: dict[str, int]
     dihedral: bool
+    regions: bool = True
     revision: int
     created_at: datetime
     counts: dict[str, int] | None = None

@@ -7,6 +7,7 @@ range scan, which is what feeds, exchanges and the matchers' incremental indexes
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -141,6 +142,7 @@ def create_list(
     thresholds: dict[str, int] | None = None,
     dihedral: bool = True,
     allowlist_scope: Sequence[str] | None = None,
+    regions: bool = True,
 ) -> HashList:
     if not _NAME.match(name):
         raise ListError("a list name is 1-120 letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -156,6 +158,8 @@ def create_list(
     elif allowlist_scope is not None:
         raise ListError("only an allowlist has a scope")
     _check_thresholds(actor, checked)
+    if not regions:
+        _check_power(actor, "switch a list's region matching")
     if session.scalar(select(HashList.id).where(HashList.name == name)) is not None:
         raise ListError(f"a list named {name!r} exists already")
     hash_list = HashList(
@@ -168,6 +172,7 @@ def create_list(
         enabled=enabled,
         thresholds=checked,
         dihedral=dihedral,
+        regions=regions,
         created_by=actor.name,
     )
     session.add(hash_list)
@@ -207,10 +212,11 @@ def update_list(
     dihedral: bool | None = None,
     allowlist: bool | None = None,
     allowlist_scope: Sequence[str] | _Unset | None = UNSET,
+    regions: bool | None = None,
 ) -> HashList:
     """Change a list's settings; each is a list-level change that matchers pick up like entry changes.
 
-    Switching a list on or off, its dihedral search, its allowlist flag and scope, and thresholds
+    Switching a list on or off, its dihedral search, its region matching, its allowlist flag and scope, and thresholds
     beyond the signal type's safe maximum change what every caller gets: those need ``admin``."""
     changed: dict[str, Any] = {}
     if enabled is not None and enabled != hash_list.enabled:
@@ -227,6 +233,9 @@ def update_list(
     if dihedral is not None and dihedral != hash_list.dihedral:
         _check_power(actor, "switch a list's dihedral search")
         hash_list.dihedral = changed["dihedral"] = dihedral
+    if regions is not None and regions != hash_list.regions:
+        _check_power(actor, "switch a list's region matching")
+        hash_list.regions = changed["regions"] = regions
     if allowlist is not None and allowlist != hash_list.allowlist:
         _check_power(actor, "make a list an allowlist or stop it being one")
         hash_list.allowlist = changed["allowlist"] = allowlist
@@ -355,9 +364,14 @@ def normalise_record(hash_list: HashList, record: EntryRecord) -> EntryRecord:
             raise ListError(f"unknown signal type {name!r}") from None
         try:
             value = signal_type.validate(value)
+            trimmed = None
+            if record.trimmed_value is not None:
+                if name != "pdq":
+                    raise ValueError(f"a trimmed-picture hash goes with a pdq entry, not {name}")
+                trimmed = signal_type.validate(record.trimmed_value)
         except ValueError as exc:
             raise ListError(str(exc)) from None
-        return replace(record, signal_type=name, value=value, labels=labels, level=None)
+        return replace(record, signal_type=name, value=value, labels=labels, level=None, trimmed_value=trimmed)
     if hash_list.kind == "url":
         from seawall.lists.urls import normalize_entry
 
@@ -414,6 +428,47 @@ def _entry_fields(record: EntryRecord) -> dict[str, Any]:
         "status": record.status,
         "level": record.level,
     }
+
+
+def _trimmed_fields(record: EntryRecord) -> dict[str, Any]:
+    """The trimmed-picture hash when the record brings one (a record without one keeps the entry's)."""
+    if record.trimmed_value is None or record.signal_type != "pdq":
+        return {}
+    return {
+        "trimmed_value": record.trimmed_value.strip().lower(),
+        "trimmed_box": list(record.trimmed_box) if record.trimmed_box is not None else None,
+    }
+
+
+def trimmed_of(hashed: dict[str, Any]) -> tuple[str, tuple[int, int, int, int]] | None:
+    """The trimmed picture's PDQ and box from a hash object made with regions, if it had borders."""
+    for region in hashed.get("pdq_regions") or ():
+        if region.get("region") == "trimmed" and isinstance(region.get("pdq"), str):
+            box = region["box"]
+            return region["pdq"], (int(box["x"]), int(box["y"]), int(box["width"]), int(box["height"]))
+    return None
+
+
+def records_from_media(path: str | os.PathLike[str], record: EntryRecord) -> list[EntryRecord]:
+    """Entries for a picture (or any file): its md5, and for an image its PDQ with the trimmed
+    picture's PDQ beside it when it has borders, so clean copies of a padded original match too.
+    ``record`` gives the other fields. MediaError when the file cannot be hashed."""
+    from seawall.signals.hashing import hash_file
+
+    hashed = hash_file(path, ("md5", "pdq"), regions=True)
+    out = [replace(record, signal_type="md5", value=hashed["md5"])]
+    if isinstance(hashed.get("pdq"), str):
+        trimmed = trimmed_of(hashed)
+        out.append(
+            replace(
+                record,
+                signal_type="pdq",
+                value=hashed["pdq"],
+                trimmed_value=trimmed[0] if trimmed else None,
+                trimmed_box=trimmed[1] if trimmed else None,
+            )
+        )
+    return out
 
 
 def _chunks(items: Iterable[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:
@@ -498,6 +553,8 @@ def _write_batch(
                 Entry.value,
                 Entry.external_id,
                 *(getattr(Entry, f) for f in _TRACKED_FIELDS),
+                Entry.trimmed_value,
+                Entry.trimmed_box,
             ).where(
                 Entry.list_id == hash_list.id,
                 Entry.signal_type.in_({key[0] for key in records}),
@@ -514,6 +571,7 @@ def _write_batch(
             new.append((key, record))
             continue
         diff = {f: fields[f] for f in _TRACKED_FIELDS if getattr(row, f) != fields[f]}
+        diff.update({f: v for f, v in _trimmed_fields(record).items() if getattr(row, f) != v})
         if diff:
             changed.append((row.id, diff))
         else:
@@ -540,6 +598,11 @@ def _write_batch(
             }
             for i, (key, record) in enumerate(new)
         ]
+        # Trimmed-picture hashes come with entries added from media, a few at a time: a bulk
+        # import's rows stay as they were (one executemany needs the same columns in every row).
+        if any(record.trimmed_value is not None for _, record in new):
+            for fields, (_, record) in zip(rows, new, strict=True):
+                fields.update({"trimmed_value": None, "trimmed_box": None, **_trimmed_fields(record)})
         # executemany without RETURNING is one fast C loop on both backends; the ids come back in one query.
         session.execute(insert(_ENTRY_TABLE), rows)
         ids = {

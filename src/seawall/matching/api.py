@@ -85,7 +85,7 @@ def hash_path(path: Path, label: str, settings: Settings) -> dict[str, Any]:
     from seawall.signals.hashing import hash_for_request
 
     try:
-        hashed = hash_for_request(path, settings, dihedral=True)
+        hashed = hash_for_request(path, settings, dihedral=True, regions=settings.match_regions)
     except MediaError as exc:
         raise HTTPException(422, f"{label}: {exc.reason}") from None
     hashed["path"] = label

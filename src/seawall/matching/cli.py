@@ -65,7 +65,7 @@ def match(
         task = progress.add_task("match", total=len(files))
         for path in files:
             try:
-                hashed = hash_file(path, dihedral=True)
+                hashed = hash_file(path, dihedral=True, regions=settings.match_regions)
             except MediaError as exc:
                 print(json.dumps({"path": str(path), "error": exc.reason}), flush=True)
                 failed = True

@@ -171,7 +171,9 @@ def _hash_path(
 
     needed = sorted({SIGNAL_NAMES[t] for t in types})
     try:
-        hashed = hash_for_request(path, settings, signals=needed, dihedral="pdq" in needed)
+        hashed = hash_for_request(
+            path, settings, signals=needed, dihedral="pdq" in needed, regions="pdq" in needed and settings.match_regions
+        )
     except MediaError as exc:
         raise _error(400, f"cannot hash {label}: {exc.reason}") from None
     out: dict[str, str] = {}
@@ -360,6 +362,7 @@ def _file_query(hmas: dict[str, str], hashed: dict[str, Any]) -> service.Query:
     if "pdq" in query.signals:
         query.pdq_quality = hashed.get("pdq_quality")
         query.pdq_dihedral = hashed.get("pdq_dihedral")
+        query.regions = list(hashed.get("pdq_regions") or ())
     return query
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from seawall.index.exact import ExactIndex
@@ -65,6 +65,7 @@ class ListIndex:
     thresholds: dict[str, int]
     dihedral: bool
     uid: str = ""
+    regions: bool = True  # region matching on for this list (docs/regions.md)
     allowlist_scope: frozenset[str] | None = None  # an allowlist's lists (None: every list)
     checkpoint: int = 0
     binary: dict[str, HammingIndex] = field(default_factory=dict)  # pdq, vpdq, binary plugin types
@@ -73,6 +74,8 @@ class ListIndex:
     keyword_terms: dict[int, str] = field(default_factory=dict)
     keywords: KeywordMatcher | None = None
     vpdq_frames: dict[str, int] = field(default_factory=dict)  # external id -> its frame count
+    # PDQ of entries' trimmed pictures, by entry id (entries added from bordered media)
+    trimmed: HammingIndex | None = None
     saved_checkpoint: int = 0  # the revision the on-disk segments hold
     saved_at: float = 0.0
 
@@ -86,11 +89,23 @@ class ListIndex:
     def close(self) -> None:
         for index in self.binary.values():
             index.close()
+        if self.trimmed is not None:
+            self.trimmed.close()
 
     # -- applying entries ------------------------------------------------------------------
 
-    def put(self, entry_id: int, signal_type: str, value: str, level: str | None, external_id: str) -> None:
+    def put(
+        self,
+        entry_id: int,
+        signal_type: str,
+        value: str,
+        level: str | None,
+        external_id: str,
+        trimmed_value: str | None = None,
+    ) -> None:
         self.drop(entry_id, signal_type, value, external_id)
+        if trimmed_value and signal_type == "pdq":
+            self.put_trimmed(np.array([entry_id], dtype=np.int64), [trimmed_value])
         if self.kind == "url":
             if self.urls is None:
                 self.urls = UrlIndex()
@@ -115,7 +130,15 @@ class ListIndex:
                     index_for_type = self.exact[signal_type] = ExactIndex(len(key))
                 index_for_type.add([entry_id], [key])
 
+    def put_trimmed(self, ids: np.ndarray, values: list[str]) -> None:
+        """Index entries' trimmed-picture hashes (searched as those entries)."""
+        if self.trimmed is None:
+            self.trimmed = HammingIndex(256)
+        self.trimmed.add(ids, np.frombuffer(bytes.fromhex("".join(values)), dtype=np.uint8).reshape(-1, 32))
+
     def drop(self, entry_id: int, signal_type: str, value: str, external_id: str) -> None:
+        if self.trimmed is not None and signal_type == "pdq":
+            self.trimmed.remove(np.array([entry_id], dtype=np.int64))
         if self.kind == "url":
             if self.urls is not None:
                 self.urls.remove(entry_id)
@@ -235,6 +258,7 @@ class MatchIndexes:
                     continue
                 current.name, current.enabled, current.allowlist = row.name, row.enabled, row.allowlist
                 current.thresholds, current.dihedral = dict(row.thresholds or {}), row.dihedral
+                current.regions = row.regions
                 current.allowlist_scope = _scope(row)
                 if row.revision > current.checkpoint:
                     self._catch_up(session, current, row.revision)
@@ -257,6 +281,7 @@ class MatchIndexes:
             thresholds=dict(row.thresholds or {}),
             dihedral=row.dihedral,
             uid=row.uid,
+            regions=row.regions,
             allowlist_scope=_scope(row),
         )
         # Note the revision first: whatever commits after it is replayed by _catch_up.
@@ -268,19 +293,26 @@ class MatchIndexes:
         binary: dict[str, tuple[list[int], list[np.ndarray], list[str]]] = {}
         while True:
             query = (
-                select(Entry.id, Entry.signal_type, Entry.value, Entry.level, Entry.external_id)
+                select(Entry.id, Entry.signal_type, Entry.value, Entry.level, Entry.external_id, Entry.trimmed_value)
                 .where(Entry.list_id == row.id, Entry.status == "active", Entry.id > last)
                 .order_by(Entry.id)
                 .limit(_LOAD_BATCH)
             )
-            if from_disk:
-                query = query.where(Entry.signal_type.not_in(from_disk))
+            if from_disk:  # trimmed hashes are not saved: read them whatever the type
+                query = query.where(or_(Entry.signal_type.not_in(from_disk), Entry.trimmed_value.is_not(None)))
             batch = session.execute(query).all()
             if not batch:
                 break
             last = batch[-1].id
             texts: dict[str, list[str]] = {}
-            for entry_id, signal_type, value, level, external_id in batch:
+            trimmed_ids: list[int] = []
+            trimmed_values: list[str] = []
+            for entry_id, signal_type, value, level, external_id, trimmed_value in batch:
+                if trimmed_value and signal_type == "pdq" and row.kind == "hash":
+                    trimmed_ids.append(entry_id)
+                    trimmed_values.append(trimmed_value)
+                    if signal_type in from_disk:
+                        continue
                 if row.kind == "hash" and _binary_bits(signal_type) is not None:
                     ids, _, externals = binary.setdefault(signal_type, ([], [], []))
                     ids.append(entry_id)
@@ -288,6 +320,8 @@ class MatchIndexes:
                     texts.setdefault(signal_type, []).append(value)
                 else:
                     index.put(entry_id, signal_type, value, level, external_id)
+            if trimmed_ids:
+                index.put_trimmed(np.asarray(trimmed_ids, dtype=np.int64), trimmed_values)
             # Codes are kept packed (32 bytes each, not as text) until the single add below.
             for signal_type, values in texts.items():
                 width = (_binary_bits(signal_type) or 0) // 8
@@ -418,7 +452,14 @@ class MatchIndexes:
                 entry = change.entry
                 if entry is not None:
                     if entry.status == "active":
-                        index.put(entry.id, entry.signal_type, entry.value, entry.level, entry.external_id)
+                        index.put(
+                            entry.id,
+                            entry.signal_type,
+                            entry.value,
+                            entry.level,
+                            entry.external_id,
+                            entry.trimmed_value,
+                        )
                     else:
                         index.drop(entry.id, entry.signal_type, entry.value, entry.external_id)
                 index.checkpoint = change.revision

@@ -40,6 +40,8 @@ class Query:
     vpdq: list[dict[str, Any]] | None = None  # frames: {"frame", "quality", "pdq", "timestamp"}
     url: str | None = None
     text: str | None = None
+    # PDQ of the picture's regions (``pdq_regions`` of the hash object): {region, box, pdq, ...}
+    regions: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_hash(cls, hashed: dict[str, Any]) -> Query:
@@ -51,6 +53,7 @@ class Query:
             pdq_quality=hashed.get("pdq_quality"),
             pdq_dihedral=hashed.get("pdq_dihedral"),
             vpdq=hashed.get("vpdq"),
+            regions=list(hashed.get("pdq_regions") or ()),
         )
 
     def content_key(self) -> str:
@@ -63,6 +66,8 @@ class Query:
         out: dict[str, Any] = {k: v for k, v in self.signals.items()}
         if self.pdq_quality is not None:
             out["pdq_quality"] = self.pdq_quality
+        if self.regions:
+            out["pdq_regions"] = [{k: r[k] for k in ("region", "box", "pdq") if k in r} for r in self.regions]
         if self.vpdq is not None:
             out["vpdq_frames"] = len(self.vpdq)
         if self.url:
@@ -80,6 +85,9 @@ class Hit:
     distance: int = 0
     variant: str | None = None
     extra: tuple[tuple[str, Any], ...] = ()
+    region: str | None = None  # PDQ: the query's region that matched (None: the whole picture)
+    box: tuple[int, int, int, int] | None = None  # that region's x, y, width, height
+    entry_region: str | None = None  # "trimmed": the entry's trimmed-picture hash matched
 
 
 def _pdq_codes(values: Sequence[str]) -> np.ndarray:
@@ -100,6 +108,61 @@ def _search_binary(index: ListIndex, signal_type: str, values: list[str], varian
             if entry_id not in best or distance < best[entry_id][0]:
                 best[int(entry_id)] = (int(distance), name)
     return [Hit(index.id, e, signal_type, d, v) for e, (d, v) in best.items()]
+
+
+def _search_codes(
+    hamming: Any, threshold: int, values: list[str], variants: list[str] | None
+) -> dict[int, tuple[int, str | None]]:
+    """Best (distance, variant) per entry id for one hash, or its 8 variants."""
+    queries = variants if variants else values
+    names = list(DIHEDRAL_NAMES) if variants else [None] * len(queries)
+    best: dict[int, tuple[int, str | None]] = {}
+    for name, found in zip(names, hamming.search(_pdq_codes(queries), threshold), strict=True):
+        for entry_id, distance in found:
+            if int(entry_id) not in best or distance < best[int(entry_id)][0]:
+                best[int(entry_id)] = (int(distance), name)
+    return best
+
+
+def _box(region: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    box = region.get("box")
+    if not isinstance(box, dict):
+        return None
+    return (int(box["x"]), int(box["y"]), int(box["width"]), int(box["height"]))
+
+
+def _search_pdq(index: ListIndex, query: Query, pdq_ok: bool, low_ok: bool, regions: bool) -> list[Hit]:
+    """PDQ hits of an image on one list: the whole picture, and (region matching on for the list
+    and globally) each region of it, and the entries' trimmed-picture hashes. One hit per entry,
+    the closest; on a tie the whole picture wins, then the entry's own value."""
+    hamming = index.binary.get("pdq")
+    threshold = index.threshold("pdq")
+    # (query region, its box, its values, its variants) to search
+    queries: list[tuple[str | None, tuple[int, int, int, int] | None, list[str], list[str] | None]] = []
+    if pdq_ok:
+        queries.append((None, None, query.signals.get("pdq", []), query.pdq_dihedral))
+    if regions and index.regions:
+        for region in query.regions:
+            quality = region.get("pdq_quality")
+            if isinstance(region.get("pdq"), str) and (low_ok or quality is None or quality >= MIN_PDQ_QUALITY):
+                queries.append((str(region["region"]), _box(region), [region["pdq"]], region.get("pdq_dihedral")))
+    targets: list[tuple[str | None, Any]] = [(None, hamming)]
+    if regions and index.regions and index.trimmed is not None and len(index.trimmed):
+        targets.append(("trimmed", index.trimmed))
+    best: dict[int, tuple[tuple[int, int, int], Hit]] = {}
+    for rank, (region_kind, box, values, variants) in enumerate(queries):
+        if not values:
+            continue
+        for target_rank, (entry_region, target) in enumerate(targets):
+            if target is None or not len(target):
+                continue
+            found = _search_codes(target, threshold, values, variants if index.dihedral else None)
+            for entry_id, (distance, variant) in found.items():
+                key = (distance, rank, target_rank)
+                if entry_id not in best or key < best[entry_id][0]:
+                    hit = Hit(index.id, entry_id, "pdq", distance, variant, (), region_kind, box, entry_region)
+                    best[entry_id] = (key, hit)
+    return [hit for _, hit in best.values()]
 
 
 def _search_vpdq(session: Session, index: ListIndex, frames: list[dict[str, Any]], settings: Settings) -> list[Hit]:
@@ -178,12 +241,13 @@ def find_hits(
     hits: list[Hit] = []
     for index in usable_lists(indexes, lists, principal):
         if index.kind == "hash":
+            if "pdq" in query.signals and "pdq" in index.binary:
+                hits.extend(_search_pdq(index, query, pdq_ok, low_ok, settings.match_regions))
             for signal_type, values in query.signals.items():
+                if signal_type == "pdq":
+                    continue
                 if signal_type in index.binary:
-                    if signal_type == "pdq" and not pdq_ok:
-                        continue
-                    variants = query.pdq_dihedral if signal_type == "pdq" else None
-                    hits.extend(_search_binary(index, signal_type, values, variants))
+                    hits.extend(_search_binary(index, signal_type, values, None))
                 elif signal_type in index.exact:
                     exact = index.exact[signal_type]
                     keys = [bytes.fromhex(v) for v in values]
@@ -276,6 +340,11 @@ def _describe(indexes: MatchIndexes, hits: list[Hit], rows: dict[int, Entry]) ->
         }
         if hit.signal_type == "pdq":
             item["variant"] = hit.variant or "original"
+            item["region"] = hit.region or "whole"
+            if hit.box is not None:
+                item["box"] = dict(zip(("x", "y", "width", "height"), hit.box, strict=True))
+            if hit.entry_region is not None:
+                item["entry_region"] = hit.entry_region
         if hit.signal_type == "url":
             item["level"] = hit.variant
         if hit.signal_type == "keyword":

@@ -265,6 +265,7 @@ def _catalogue(session: Session, factory: sessionmaker[Session]) -> MatchIndexes
             thresholds=dict(row.thresholds or {}),
             dihedral=row.dihedral,
             uid=row.uid,
+            regions=row.regions,
             allowlist_scope=frozenset(row.allowlist_scope)
             if row.allowlist and row.allowlist_scope is not None
             else None,
@@ -465,7 +466,18 @@ def decide_rows(
     if not hit_rows:
         return out
     hits = [
-        [Hit(int(h[0]), int(h[1]), str(h[2]), int(h[3]), h[4], tuple(tuple(x) for x in h[5])) for h in rows[i]["hits"]]
+        [
+            Hit(
+                int(h[0]),
+                int(h[1]),
+                str(h[2]),
+                int(h[3]),
+                h[4],
+                tuple(tuple(x) for x in h[5]),
+                *((h[6], tuple(h[7]) if h[7] else None, h[8]) if len(h) > 6 else ()),
+            )
+            for h in rows[i]["hits"]
+        ]
         for i in hit_rows
     ]
     with factory() as session:

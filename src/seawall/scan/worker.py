@@ -82,12 +82,13 @@ def scan_item(session: Session, ctx: _Context, item: Item, options: dict[str, An
         row["error"] = item.error
         return row
     fast = bool(options.get("fast"))
+    regions = ctx.settings.match_regions
     try:
         if item.file is not None:
-            hashed = hash_file(item.file, dihedral=True, fast=fast)
+            hashed = hash_file(item.file, dihedral=True, fast=fast, regions=regions)
         else:
             with memory_file(item.data or b"") as path:
-                hashed = hash_file(path, dihedral=True, fast=fast)
+                hashed = hash_file(path, dihedral=True, fast=fast, regions=regions)
     except MediaError as exc:
         row["skipped" if exc.reason in NOT_MEDIA else "error"] = exc.reason
         return row
@@ -104,6 +105,17 @@ def scan_item(session: Session, ctx: _Context, item: Item, options: dict[str, An
     query = service.Query.from_hash(hashed)
     hits = service.find_hits(session, ctx.indexes, query, ctx.settings, lists=options.get("lists"))
     row["hits"] = [
-        [h.list_id, h.entry_id, h.signal_type, h.distance, h.variant, [list(x) for x in h.extra]] for h in hits
+        [
+            h.list_id,
+            h.entry_id,
+            h.signal_type,
+            h.distance,
+            h.variant,
+            [list(x) for x in h.extra],
+            h.region,
+            list(h.box) if h.box is not None else None,
+            h.entry_region,
+        ]
+        for h in hits
     ]
     return row

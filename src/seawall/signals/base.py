@@ -40,12 +40,14 @@ class MediaItem:
         fast: bool = False,
         dihedral: bool = False,
         every_n_frames: int | None = None,
+        regions: bool = False,
     ) -> None:
         self.path = Path(path)
         self.media = media
         self.fast = fast  # reduced-size JPEG decoding: quicker, not bit-exact
         self.dihedral = dihedral  # PDQ: also the 8 rotation/flip hashes
         self.every_n_frames = every_n_frames  # vPDQ: None hashes every frame
+        self.regions = regions  # PDQ: also hash the regions of the picture (media/regions.py)
 
     @property
     def name(self) -> str:

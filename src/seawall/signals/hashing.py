@@ -63,15 +63,17 @@ def hash_file(
     dihedral: bool = False,
     fast: bool = False,
     every_n_frames: int | None = None,
+    regions: bool = False,
 ) -> dict[str, Any]:
     """``{"path", "media", <signal fields>...}`` for one file; MediaError if it cannot be hashed.
 
-    Signals that do not apply to the file's media (pdq for a video) are left out.
+    Signals that do not apply to the file's media (pdq for a video) are left out. ``regions`` adds
+    ``pdq_regions``: the PDQ of each region of a bordered or embedded picture (docs/regions.md).
     """
     names = parse_signal_names(signals)
     p = Path(path)
     media = detect_media(p)
-    item = MediaItem(p, media, fast=fast, dihedral=dihedral, every_n_frames=every_n_frames)
+    item = MediaItem(p, media, fast=fast, dihedral=dihedral, every_n_frames=every_n_frames, regions=regions)
     out: dict[str, Any] = {"path": str(path), "media": media}
     try:
         crypto = tuple(n for n in names if n in ALGORITHMS)

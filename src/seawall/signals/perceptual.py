@@ -22,11 +22,16 @@ class PDQSignal(SignalType):
         if item.media != IMAGE:
             raise MediaError(item.name, f"pdq applies to images, not {item.media}")
         pixels = item.pdq_pixels
+        out: dict[str, Any]
         if item.dihedral:
             hashes, quality = pdq_dihedral_rgb(pixels)
-            return {"pdq": hashes[0].hex(), "pdq_quality": quality, "pdq_dihedral": [h.hex() for h in hashes]}
-        value, quality = pdq_hash_rgb(pixels)
-        return {"pdq": value.hex(), "pdq_quality": quality}
+            out = {"pdq": hashes[0].hex(), "pdq_quality": quality, "pdq_dihedral": [h.hex() for h in hashes]}
+        else:
+            value, quality = pdq_hash_rgb(pixels)
+            out = {"pdq": value.hex(), "pdq_quality": quality}
+        if item.regions:
+            out["pdq_regions"] = region_hashes(pixels, item.image.size, dihedral=item.dihedral)
+        return out
 
     def validate(self, value: str) -> str:
         return validate_hex(self.name, value, HASH_BYTES)
@@ -61,6 +66,29 @@ class VPDQSignal(SignalType):
 
     def validate(self, value: str) -> str:
         return validate_hex(self.name, value, HASH_BYTES)
+
+
+def region_hashes(pixels: Any, size: tuple[int, int], *, dihedral: bool = False) -> list[dict[str, Any]]:
+    """PDQ of each region of a picture (``media/regions.py``) from the pixels PDQ sampled; boxes in
+    the original's pixels (``size`` = width, height). Empty when the picture has no border."""
+    from seawall.media.regions import find_regions, region_pixels, scale_box
+
+    out: list[dict[str, Any]] = []
+    sample = (pixels.shape[1], pixels.shape[0])
+    for region in find_regions(pixels):
+        x0, y0, x1, y1 = scale_box(region.box, sample, size)
+        found: dict[str, Any] = {"region": region.kind, "box": {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}}
+        if region.angle:
+            found["angle"] = region.angle
+        crop = region_pixels(pixels, region)
+        if dihedral:
+            hashes, quality = pdq_dihedral_rgb(crop)
+            found.update(pdq=hashes[0].hex(), pdq_quality=quality, pdq_dihedral=[h.hex() for h in hashes])
+        else:
+            value, quality = pdq_hash_rgb(crop)
+            found.update(pdq=value.hex(), pdq_quality=quality)
+        out.append(found)
+    return out
 
 
 def _frame_json(frame: Any) -> dict[str, Any]:
