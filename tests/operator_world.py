@@ -8,6 +8,7 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from seawall.auth.models import User
 from seawall.auth.permissions import SYSTEM, Role
 from seawall.config import Settings
 from seawall.hotline import intake
-from seawall.hotline.models import Assessment, CaseItem, Item
+from seawall.hotline.models import Assessment, Capture, CaseItem, Item, Notice, QaDecision
 from seawall.lists import service as lists_service
 from seawall.lists.exchanges import service as exchanges_service
 from seawall.lists.records import EntryRecord
@@ -51,6 +52,8 @@ class OperatorWorld:
     quarantined_entry: int
     delivery_id: int
     item_id: int
+    assessment_id: int
+    notice_id: int
 
 
 def build_world(
@@ -109,9 +112,52 @@ def build_world(
     db.add(item)
     db.flush()
     db.add(CaseItem(case_id=done.case.id, item_id=item.id, media_url="https://gallery.example/a/1.png", found_as="img"))
-    assessed = Assessment(subject="item", item_id=item.id, assessor="op-analyst", outcome="not_csam", state="confirmed")
+    at = done.report.reported_at
+    assessed = Assessment(
+        subject="item",
+        item_id=item.id,
+        assessor="op-analyst",
+        outcome="not_csam",
+        state="confirmed",
+        assessed_at=at + timedelta(minutes=1),
+    )
     db.add(assessed)
     db.flush()
+    # The rest of a case's life, in order: QA, a notice sent, a re-check finding the content gone.
+    db.add(
+        QaDecision(
+            assessment_id=assessed.id,
+            reviewer="op-senior_analyst",
+            decision="confirm",
+            comment="checked",
+            decided_at=at + timedelta(minutes=2),
+        )
+    )
+    notice = Notice(
+        case_id=done.case.id,
+        channel="smtp",
+        recipient="abuse@hosting.example",
+        document={},
+        state="removed",
+        created_at=at + timedelta(minutes=3),
+        sent_at=at + timedelta(minutes=4),
+        checks=1,
+        removed_at=at + timedelta(hours=2),
+        takedown_seconds=int(timedelta(hours=2, minutes=-4).total_seconds()),
+    )
+    db.add(notice)
+    db.flush()
+    db.add(
+        Capture(
+            case_id=done.case.id,
+            purpose="recheck",
+            notice_id=notice.id,
+            state="gone",
+            http_status=404,
+            started_at=at + timedelta(hours=2),
+            finished_at=at + timedelta(hours=2),
+        )
+    )
     item.assessment_id, item.state = assessed.id, "graded"
     # The hotline hash list names the items its entries came from: near-PDQ search reaches items through it.
     hotline = lists_service.create_list(db, SYSTEM, name=settings.hotline_hash_list, kind="hash")
@@ -126,6 +172,8 @@ def build_world(
         quarantined_entry=md5_entry.id,
         delivery_id=delivery.id,
         item_id=item.id,
+        assessment_id=assessed.id,
+        notice_id=notice.id,
     )
 
 

@@ -287,7 +287,13 @@ def test_cases_are_found_by_reference_url_and_hash_and_show_their_timeline(
     assert steps == [
         ("report", f"Report {world.report_reference} received"),
         ("assessment", f"Assessment of item {world.item_id}: not csam"),
+        ("qa", f"QA confirmed assessment {world.assessment_id}"),
+        ("notice", f"Notice {world.notice_id} to the host (smtp)"),
+        ("notice", f"Notice {world.notice_id} sent"),
+        ("recheck", "Re-check gone"),
+        ("removed", "Content removed"),
     ]
+    assert "found gone after 1.9 h" in timeline and "HTTP 404; the content is gone" in timeline
     assert analyst.get("/cases/C-00000-00000", headers=HTML).status_code == 404
 
 
