@@ -4,6 +4,7 @@ app has. Then the operator actions through their forms: CSRF refused, role refus
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -344,3 +345,50 @@ def test_exchange_run_now_queues_a_sync(
     assert answer.status_code == 303 and queued == ["partner-feed"]
     assert "A sync of partner-feed is queued." in senior.get(answer.headers["location"], headers=HTML).text
     assert senior.post("/exchanges/nope/sync", data={"csrf_token": token}).status_code == 404
+
+
+def test_a_curator_adds_retires_and_gives_opinions_from_the_list_page(
+    world: OperatorWorld, sessions: dict[Role, tuple[TestClient, str]], db: Session
+) -> None:
+    from seawall.lists import service as lists_service
+
+    analyst, analyst_token = sessions[Role.analyst]
+    page = analyst.get("/lists/known", headers=HTML).text
+    assert "Add entries" not in page and "Import a file" not in page  # analysts read, curators write
+    assert analyst.post("/lists/known/entries", data={"csrf_token": analyst_token, "values": "x"}).status_code == 403
+
+    senior, token = sessions[Role.senior_analyst]
+    tiles = [hashlib.md5(f"benign tile {i}".encode()).hexdigest() for i in range(2)]
+    added = senior.post(
+        "/lists/known/entries",
+        data={"csrf_token": token, "values": f"{tiles[0]}\nmd5,{tiles[1]}\n", "signal_type": "md5", "category": "C"},
+    )
+    assert added.status_code == 200 and "Added 2, updated 0, unchanged 0." in added.text
+    bad = senior.post("/lists/known/entries", data={"csrf_token": token, "values": "md5,not-a-hash"})
+    alert = re.search(r"role=\"alert\">([^<]+)<", bad.text)
+    assert (
+        bad.status_code == 422
+        and alert is not None
+        and alert.group(1).startswith("Nothing was added: entry line 1: md5")
+    )
+    db.rollback()
+    known = lists_service.get_list(db, "known")
+    first = lists_service.find_entries(db, known, tiles[0], "md5")[0]
+    retired = senior.post(
+        "/lists/known/status",
+        data={"csrf_token": token, "status": "retracted", "reason": "a benign stand-in", "entry_id": [str(first.id)]},
+    )
+    assert retired.status_code == 200 and "1 entries set to retracted." in retired.text
+    none = senior.post("/lists/known/status", data={"csrf_token": token, "status": "retracted"})
+    assert none.status_code == 422 and "select at least one entry" in none.text
+    opinion = senior.post(
+        f"/lists/known/entries/{world.entry_id}/opinions", data={"csrf_token": token, "verdict": "false_positive"}
+    )
+    assert opinion.status_code == 200 and f"Opinion recorded on entry {world.entry_id}: false positive." in opinion.text
+    db.rollback()
+    db.refresh(first)
+    assert first.status == "retracted"
+    actions = list(
+        db.scalars(select(AuditEvent.action).where(AuditEvent.actor == "op-senior_analyst").order_by(AuditEvent.seq))
+    )
+    assert actions == ["list.entries", "entry.retracted", "entry.opinion"]
