@@ -237,11 +237,14 @@ def verify_chain(
 ) -> Response:
     """The whole chain checked with the audit key, as ``seawall audit verify`` does."""
     chain, problem = None, None
+    # The whole chain is read in a read session, after the login check's transaction has ended: on
+    # SQLite that one holds the write lock, and a long walk must not keep every writer waiting.
+    db.rollback()
     try:
-        chain = audit.verify(db, request.app.state.settings)
+        with request.app.state.read_sessionmaker() as reads:
+            chain = audit.verify(reads, request.app.state.settings)
     except audit.AuditKeyError as exc:
         problem = str(exc)
-    db.rollback()  # verification reads only
     if chain is not None:  # (without the audit key nothing can be recorded either)
         audit.record(db, principal_of(request), "audit.verify", "audit", "", {"ok": chain.ok, "checked": chain.checked})
         db.commit()

@@ -18,7 +18,7 @@ from seawall.lists.formats import format_names, get_format, infer_format
 from seawall.lists.models import HashList
 from seawall.lists.records import EntryRecord
 from seawall.web.app import render
-from seawall.web.deps import console_form, console_require, get_db, principal_of
+from seawall.web.deps import console_form, console_require, get_db, get_read_db, principal_of
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50
@@ -254,9 +254,13 @@ def export(
     format: str = Query("csv"),
     status: str | None = Query(None),
     db: Session = Depends(get_db),
+    reads: Session = Depends(get_read_db),
     _: User = Depends(console_require("lists:read")),
 ) -> Response:
-    hash_list = _list_for(db, request, name)
+    # The login check's transaction ends here: on SQLite it holds the write lock, and reading a
+    # whole list must not (a read session reads it; the audit event is one short write after).
+    db.rollback()
+    hash_list = _list_for(reads, request, name)
     try:
         list_format = get_format(format)
     except ValueError as exc:
@@ -264,15 +268,15 @@ def export(
     # Spooled like the API's export: small lists in memory, large ones in a temporary file.
     spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 (closed by chunks())
     entry_filter = service.EntryFilter(status=status or None)
-    list_format.write(
-        (service.entry_record(e) for e in service.iter_entries(db, hash_list, entry_filter)), cast(BinaryIO, spool)
-    )
+    entries = service.iter_entries(reads, hash_list, entry_filter)
+    list_format.write((service.entry_record(e) for e in entries), cast(BinaryIO, spool))
+    list_id = hash_list.id
+    reads.rollback()
     spool.seek(0)
     from seawall.auth import audit
 
-    audit.record(
-        db, principal_of(request), "list.export", "list", hash_list.id, {"name": name, "format": list_format.name}
-    )
+    details = {"name": name, "format": list_format.name}
+    audit.record(db, principal_of(request), "list.export", "list", list_id, details)
     db.commit()
 
     def chunks() -> Iterator[bytes]:

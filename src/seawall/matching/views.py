@@ -18,7 +18,7 @@ from seawall.db import utcnow
 from seawall.matching import policies, webhooks
 from seawall.matching.models import MatchEvent
 from seawall.web.app import render
-from seawall.web.deps import console_form, console_require, get_db, principal_of
+from seawall.web.deps import console_form, console_require, get_db, get_read_db, principal_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,14 +61,18 @@ def rule_results(
 
 @router.get("/policies")
 def policies_page(
-    request: Request, db: Session = Depends(get_db), _: User = Depends(console_require("admin"))
+    request: Request,
+    db: Session = Depends(get_db),
+    reads: Session = Depends(get_read_db),
+    _: User = Depends(console_require("admin")),
 ) -> Response:
-    results, looked_at = rule_results(db)
+    db.rollback()  # the match log is read without SQLite's write lock (the login check's session holds it)
+    results, looked_at = rule_results(reads)
     return render(
         request,
         "operator/policies.html",
         page="policies",
-        rows=[(p, results.get(p.name, RuleResults())) for p in policies.list_policies(db)],
+        rows=[(p, results.get(p.name, RuleResults())) for p in policies.list_policies(reads)],
         looked_at=looked_at,
         days=SHADOW_DAYS,
     )
