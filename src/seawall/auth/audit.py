@@ -632,3 +632,31 @@ def export(session: Session, out: TextIO) -> int:
         )
         count += 1
     return count
+
+
+def search(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> list[AuditEvent]:
+    """Events newest first, filtered (an action ending in ``.`` matches by prefix: ``user.``), a page
+    of ``limit`` before the sequence number ``before``."""
+    query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(
+            AuditEvent.action.startswith(action) if action.endswith(".") else AuditEvent.action == action
+        )
+    if object_type:
+        query = query.where(AuditEvent.object_type == object_type)
+    if object_id:
+        query = query.where(AuditEvent.object_id == object_id)
+    if before is not None:
+        query = query.where(AuditEvent.seq < before)
+    return list(session.scalars(query))

@@ -134,6 +134,20 @@ def set_user_disabled(session: Session, actor: Principal, username: str, disable
     return user
 
 
+def set_role(session: Session, actor: Principal, username: str, role: str) -> User:
+    """Change a user's role; their open sessions end, so the new powers apply from the next login."""
+    try:
+        role = Role(role).value
+    except ValueError:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(r.value for r in Role)}") from None
+    user = get_user(session, username)
+    if user.role != role:
+        before, user.role = user.role, role
+        end_console_sessions(session, user.id)
+        audit.record(session, actor, "user.role", "user", user.id, {"username": username, "from": before, "to": role})
+    return user
+
+
 def set_password(session: Session, actor: Principal, username: str, password: str) -> User:
     if len(password) < 10:
         raise ValueError("a password is at least 10 characters")

@@ -95,6 +95,7 @@ def seed_demo(session: Session, console: Console) -> None:
         conditions={},
         actions=[{"type": "review", "queue": "default", "priority": 3}],
     )
+    _seed_operator_pages(session, known, records)
     console.print(f"demo: list 'demo-known' with {KNOWN} pictures; edited copies and unrelated pictures in {to_scan}")
     if session.scalar(select(ApiKey.id).where(ApiKey.name == "demo-platform")) is None:
         new = auth_service.create_api_key(session, actor, name="demo-platform", scopes=["match", "hash", "lists:read"])
@@ -102,3 +103,84 @@ def seed_demo(session: Session, console: Console) -> None:
         key_file.write_text(new.secret + "\n")
         key_file.chmod(0o600)
         console.print(f"demo: partner API key (scopes match, hash, lists:read) saved in {key_file}")
+
+
+def _seed_operator_pages(session: Session, known: HashList, records: list[EntryRecord]) -> None:
+    """What the operator pages show: a shadow rule and what it would have done, a webhook with a
+    delivered and a dead delivery, a quarantined entry, and an exchange from a local file."""
+    import uuid
+    from datetime import timedelta
+
+    from seawall.db import utcnow
+    from seawall.lists.exchanges import service as exchanges
+    from seawall.matching import webhooks
+    from seawall.matching.models import EntryQuarantine, MatchEvent, WebhookDelivery
+
+    actor = cli_principal()
+    settings = get_settings()
+    policies.upsert_policy(
+        session,
+        actor,
+        name="shadow-report-category-b",
+        position=30,
+        conditions={"categories": ["B"]},
+        actions=[{"type": "report", "authority": "ncmec"}],
+        shadow=True,
+        description="Trying out: would report category B matches to NCMEC.",
+    )
+    # records: pdq then md5 of each picture; picture 1 is category B, picture 2 category C.
+    entry = lists_service.find_entries(session, known, records[2].value, "pdq")[0]
+    spiked = lists_service.find_entries(session, known, records[4].value, "pdq")[0]
+    now = utcnow()
+    for i in range(6):
+        session.add(
+            MatchEvent(
+                match_id=str(uuid.uuid4()),
+                occurred_at=now - timedelta(hours=3 * i + 1),
+                principal="key:demo-platform",
+                media="image",
+                signals={"pdq": [entry.value]},
+                matches=[{"list": known.name, "entry_id": entry.id, "signal_type": "pdq", "distance": i % 4}],
+                actions=[{"type": "review", "queue": "default", "priority": 3, "rule": "review-everything-else"}],
+                shadow_actions=[{"type": "report", "authority": "ncmec", "rule": "shadow-report-category-b"}],
+                reasons=["demo"],
+            )
+        )
+    hook, _secret = webhooks.create_webhook(
+        session, settings, actor, name="demo-receiver", url="https://hooks.example/seawall"
+    )
+    for state, status, error in (("delivered", 204, ""), ("dead", 503, "HTTP 503 from the receiver after 8 attempts")):
+        session.add(
+            WebhookDelivery(
+                webhook_id=hook.id,
+                match_id=None,
+                payload={"demo": True},
+                state=state,
+                attempts=1 if state == "delivered" else 8,
+                last_status=status,
+                last_error=error,
+                delivered_at=now if state == "delivered" else None,
+            )
+        )
+    session.add(
+        EntryQuarantine(
+            entry_id=spiked.id,
+            reason="demo: 40 distinct pictures matched in an hour against a baseline of 2",
+            callers=["key:demo-platform"],
+        )
+    )
+    feed = settings.ensure_home() / "demo" / "partner-feed.csv"
+    feed.write_text("signal_type,value,category\n" + "".join(f"md5,{uuid.uuid4().hex},B\n" for _ in range(3)))
+    partner = lists_service.create_list(
+        session, actor, name="demo-partner", kind="hash", description="Demo: a partner's list, pulled from a file."
+    )
+    exchanges.create_exchange(
+        session,
+        settings,
+        actor,
+        name="demo-partner-feed",
+        type="file",
+        list_name=partner.name,
+        config={"location": str(feed)},
+        interval_minutes=60,
+    )

@@ -228,6 +228,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.state.read_sessionmaker = reads
     app.state.match_indexes = indexes
     app.state.templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+    from seawall.redact import redact_url
+
+    app.state.templates.env.filters["redact_url"] = redact_url
     app.state.readiness = Readiness()
     app.state.readiness.add("database", _database_probe)
     app.state.readiness.add("indexes", _index_probe)
@@ -263,7 +266,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from seawall.auth.api import router as auth_router
+    from seawall.auth.views import router as auth_console_router
     from seawall.hotline.api import router as hotline_router
+    from seawall.hotline.console import router as hotline_console_router
     from seawall.hotline.views import router as hotline_public_router
     from seawall.lists.api import router as lists_router
     from seawall.lists.exchanges.api import router as exchanges_router
@@ -273,6 +278,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     from seawall.matching.api import router as matching_router
     from seawall.matching.hma import router as hma_router
     from seawall.review.views import router as review_router
+    from seawall.matching.views import router as matching_console_router
     from seawall.scan.api import router as scan_router
     from seawall.stats.api import router as stats_router
     from seawall.stats.views import router as stats_console_router
@@ -292,6 +298,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(stats_router)
     app.include_router(stats_console_router)
     app.include_router(review_router)
+    app.include_router(auth_console_router)
+    app.include_router(hotline_console_router)
+    app.include_router(matching_console_router)
 
     # The last added runs first: the single-lookup fast path and the body limits run inside
     # observability (request ids, metrics and access lines cover them too).

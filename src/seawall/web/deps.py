@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable, Iterator
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Form, HTTPException, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
@@ -174,3 +174,27 @@ def console_require(scope: str) -> Callable[..., User]:
         return user
 
     return dependency
+
+
+FORM_EXPIRED = "The form expired or did not come from this site. Reload the page and try again."
+
+
+def console_form(scope: str) -> Callable[..., User]:
+    """For console forms (POST): the CSRF token first — a request without it is refused (403) whoever
+    sends it, before anything else is looked at — then login and the role's ``scope``."""
+
+    def dependency(request: Request, csrf_token: str = Form(""), db: Session = Depends(get_db)) -> User:
+        if not csrf_valid(request, csrf_token):
+            raise HTTPException(403, FORM_EXPIRED)
+        user = console_user(request, db)
+        if not request.state.principal.can(scope):
+            raise HTTPException(403, f"your role does not allow this ({scope})")
+        return user
+
+    return dependency
+
+
+def principal_of(request: Request) -> Principal:
+    """The console user's principal, set by ``console_user`` (every console route depends on it)."""
+    principal: Principal = request.state.principal
+    return principal

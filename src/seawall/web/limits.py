@@ -13,8 +13,9 @@ routes                        cap                                        credent
 uploads (multipart): /v1/hash ``max_file_bytes`` + ``MULTIPART_ENVELOPE``   yes
 /v1/match /h/hash /m/lookup
 /c/bank/{name}/content
-list imports                  ``max_import_bytes`` (256 MiB)             yes
-/v1/lists/{name}/import
+list imports                  ``max_import_bytes`` (256 MiB)             yes (a key, or a live
+/v1/lists/{name}/import                                                  console session)
+/lists/{name}/import
 bulk JSON: entries, status,   ``max_bulk_body_bytes`` (16 MiB)           yes
 report batches, referrals,
 /v1/match/text
@@ -72,6 +73,7 @@ BODY_RULES: list[BodyRule] = [
     _rule(r"/v1/hash|/v1/match|/h/hash|/m/lookup", UPLOAD),
     _rule(rf"/c/bank/{_SEGMENT}/content", UPLOAD),
     _rule(rf"/v1/lists/{_SEGMENT}/import", IMPORT),
+    _rule(rf"/lists/{_SEGMENT}/import", IMPORT),  # the console's import form: a live session needed
     _rule(rf"/v1/lists/{_SEGMENT}/entries(/status)?", BULK),
     _rule(rf"/v1/reports/batch|/v1/referrals(/{_SEGMENT}/status)?|/v1/match/text", BULK),
     # the review console's forms and reveal beacons (the route checks the login, then the CSRF token)

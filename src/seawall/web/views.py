@@ -81,13 +81,15 @@ def dashboard(request: Request, user: User = Depends(console_user), db: Session 
     from seawall.matching.service import overview
 
     figures = overview(db)
-    cards = [
+    cards: list[dict[str, object]] = [
         {"title": "Lists", "value": figures["lists"], "href": "/lists", "link": "See what they hold"},
         {"title": "Active entries", "value": f"{figures['active_entries']:,}"},
         {"title": "Matches, last 24 hours", "value": f"{figures['matches_24h']:,}"},
-        {"title": "Quarantined entries", "value": figures["quarantined"]},
+        {"title": "Quarantined entries", "value": figures["quarantined"], "href": "/quarantine", "link": "Review them"},
         {"title": "Dead webhook deliveries", "value": figures["dead_deliveries"]},
     ]
+    if request.state.principal.can("admin"):  # the webhooks page is the operator's
+        cards[-1].update(href="/webhooks?state=dead", link="Redeliver")
     return render(request, "dashboard.html", page="dashboard", cards=cards)
 
 
