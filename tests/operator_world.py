@@ -47,6 +47,7 @@ def _password_hash() -> str:
 @dataclass
 class OperatorWorld:
     case_reference: str
+    case_id: int
     report_reference: str
     entry_id: int
     quarantined_entry: int
@@ -167,6 +168,7 @@ def build_world(
     db.commit()
     return OperatorWorld(
         case_reference=done.case.reference,
+        case_id=done.case.id,
         report_reference=done.report.reference,
         entry_id=entry.id,
         quarantined_entry=md5_entry.id,

@@ -52,6 +52,19 @@ PAGES: dict[str, tuple[str, str]] = {
     "/audit": ("/audit", "audit:read"),
     "/stats": ("/stats", "stats:read"),
     "/stats/report": ("/stats/report?year=2022", "stats:read"),
+    "/review": ("/review", "review"),
+    "/review/break": ("/review/break", "review"),
+    "/review/preferences": ("/review/preferences", "review"),
+    "/review/items/{item_id}": ("/review/items/{item}", "review"),
+    "/review/items/{item_id}/thumbnail": ("/review/items/{item}/thumbnail", "review"),
+    "/review/cases/{case_id}": ("/review/cases/{case_id}", "review"),
+    "/review/team": ("/review/team", "qa"),
+    "/qa": ("/qa", "qa"),
+    "/qa/{assessment_id}": ("/qa/{assessment}", "qa"),
+}
+# Console GET routes that are not pages a role opens from a link: each is covered where named.
+NOT_PAGES = {
+    "/review/reveals/{token}": "a one-item URL a reveal POST makes (tests/review/test_review_browser.py)",
 }
 
 
@@ -97,7 +110,7 @@ def sessions(app: Any, world: OperatorWorld) -> Iterator[Sessions]:
 
 
 def test_the_table_names_every_console_page(app: Any) -> None:
-    assert console_pages(app) == set(PAGES), "a console page without a row in PAGES (or a row for none)"
+    assert console_pages(app) == set(PAGES) | set(NOT_PAGES), "a console page without a row in PAGES (or a row for none)"
 
 
 def test_every_page_answers_each_role_as_its_scope_says(
@@ -105,7 +118,9 @@ def test_every_page_answers_each_role_as_its_scope_says(
 ) -> None:
     problems = []
     for route, (url, scope) in PAGES.items():
-        url = url.format(case=world.case_reference)
+        url = url.format(
+            case=world.case_reference, case_id=world.case_id, item=world.item_id, assessment=world.assessment_id
+        )
         anonymous = client.get(url, headers=HTML, follow_redirects=False)
         if anonymous.status_code != 303 or not anonymous.headers["location"].startswith("/login?next="):
             problems.append(f"nobody {route}: {anonymous.status_code}")
