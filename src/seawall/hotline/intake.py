@@ -276,14 +276,21 @@ def public_status(case: Case | None) -> str:
     return PUBLIC_STATUS.get(case.state, "received") if case is not None else "received"
 
 
-def status_by_pin(session: Session, reference: str, pin: str) -> str | None:
-    """The public status of a report, or None when the reference and PIN do not belong together
-    (the same answer, and about the same time, for an unknown reference as for a wrong PIN)."""
+def report_by_pin(session: Session, reference: str, pin: str) -> Report | None:
+    """The report a reference and PIN belong to, or None (the same answer, and about the same time,
+    for an unknown reference as for a wrong PIN)."""
     row = session.scalar(select(Report).where(Report.reference == reference.strip().upper()))
     try:
         _pins.verify(row.pin_hash if row is not None else _DUMMY_PIN, pin.strip())
     except (VerificationError, InvalidHashError):
         return None
+    return row
+
+
+def status_by_pin(session: Session, reference: str, pin: str) -> str | None:
+    """The public status of a report, or None when the reference and PIN do not belong together
+    (the same answer, and about the same time, for an unknown reference as for a wrong PIN)."""
+    row = report_by_pin(session, reference, pin)
     if row is None:
         return None
     if row.withdrawn_at is not None:

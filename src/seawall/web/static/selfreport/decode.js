@@ -3,8 +3,8 @@
 // Chromium gives the server's (Pillow's) pixels through createImageBitmap with orientation, colour
 // management and premultiplication all off, with three measured exceptions handled here:
 // it applies the EXIF orientation anyway (so the tag is set to 1 in a copy of the bytes first), a 2D
-// canvas premultiplies alpha (so pixels are read through a VideoFrame, which does not), and an <img>
-// colour-manages (so it is never used).
+// canvas or a VideoFrame premultiplies alpha (so pixels are read back through WebGL, which does not),
+// and an <img> colour-manages (so it is never used).
 
 import { md5Hex } from "./md5.js";
 import { pdqFromRgba } from "./pdq.js";
@@ -127,11 +127,44 @@ export function withoutOrientation(bytes, format) {
 
 // ---- pixels ---------------------------------------------------------------------------------
 
-// RGBA bytes of a bitmap as decoded. A VideoFrame keeps unpremultiplied colour (a 2D canvas would
-// premultiply and lose the colour of translucent pixels); the canvas is the fallback without one.
+// RGBA bytes of a bitmap as decoded: through WebGL (exact, alpha included); without WebGL (or for a
+// picture over its texture size) through a VideoFrame, then a 2D canvas: both exact for opaque
+// pictures, but they premultiply, so translucent pixels lose colour there (docs/self-report.md).
+// RGBA bytes through WebGL: an unpremultiplied ImageBitmap uploads as it is, and reading the
+// framebuffer back gives the decoder's colour even where alpha is below 255. Null without WebGL.
+function readWithWebGL(bitmap) {
+  const width = bitmap.width;
+  const height = bitmap.height;
+  const canvas = new OffscreenCanvas(1, 1);
+  const gl = canvas.getContext("webgl2") || canvas.getContext("webgl");
+  if (!gl) return null;
+  if (width > gl.getParameter(gl.MAX_TEXTURE_SIZE) || height > gl.getParameter(gl.MAX_TEXTURE_SIZE)) return null;
+  const texture = gl.createTexture();
+  gl.bindTexture(gl.TEXTURE_2D, texture);
+  gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
+  gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
+  gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
+  gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
+  const fb = gl.createFramebuffer();
+  gl.bindFramebuffer(gl.FRAMEBUFFER, fb);
+  gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, texture, 0);
+  if (gl.checkFramebufferStatus(gl.FRAMEBUFFER) !== gl.FRAMEBUFFER_COMPLETE) return null;
+  const rgba = new Uint8Array(width * height * 4);
+  gl.readPixels(0, 0, width, height, gl.RGBA, gl.UNSIGNED_BYTE, rgba);
+  gl.deleteFramebuffer(fb);
+  gl.deleteTexture(texture);
+  const lose = gl.getExtension("WEBGL_lose_context");
+  if (lose) lose.loseContext();
+  return { rgba, width, height, path: "webgl" };
+}
+
 export async function readPixels(bitmap, path = "auto") {
   const width = bitmap.width;
   const height = bitmap.height;
+  if (path === "auto" || path === "webgl") {
+    const px = readWithWebGL(bitmap);
+    if (px) return px;
+  }
   if (path !== "canvas" && typeof VideoFrame !== "undefined") {
     const frame = new VideoFrame(bitmap, { timestamp: 0, alpha: "keep" });
     try {
