@@ -128,7 +128,9 @@ class Settings(BaseSettings):
 
     # self-report (a young person's own pictures, hashed in their browser)
     self_report_limit: int = Field(5, description="Self-reports one client may send per hour.")
-    self_report_status_limit: int = Field(30, description="Self-report status look-ups and withdrawals per client per hour.")
+    self_report_status_limit: int = Field(
+        30, description="Self-report status look-ups and withdrawals per client per hour."
+    )
     self_report_pending: bool = Field(
         True,
         description="New self-report entries carry the label 'pending' until the hotline checks them "

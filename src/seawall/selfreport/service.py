@@ -74,7 +74,6 @@ def self_report_list(session: Session) -> HashList:
         return lists.get_list(session, LIST_NAME)
 
 
-
 def signals_of(data: SelfReportIn) -> list[tuple[str, str]]:
     """The submitted hashes as (signal type, value), normalised, each once."""
     out: list[tuple[str, str]] = []
@@ -174,7 +173,12 @@ def withdraw(session: Session, reference: str, pin: str) -> bool:
             session, SELF_REPORTER_LIST_OWNER, entries, "retracted", reason="withdrawn by the young person"
         )
     audit.record(
-        session, SELF_REPORTER, "selfreport.withdraw", "report", report.id, {"reference": report.reference, "retracted": retracted}
+        session,
+        SELF_REPORTER,
+        "selfreport.withdraw",
+        "report",
+        report.id,
+        {"reference": report.reference, "retracted": retracted},
     )
     session.flush()
     return True

@@ -19,7 +19,7 @@ from seawall.hotline.models import AGE_BANDS
 from seawall.selfreport import service
 from seawall.selfreport.schemas import MAX_FILES, SelfReportIn
 from seawall.web.app import render
-from seawall.web.csrf import HEADER, csrf_valid
+from seawall.web.csrf import csrf_valid
 from seawall.web.deps import get_db
 
 router = APIRouter(include_in_schema=False)
@@ -34,7 +34,9 @@ def _client(request: Request) -> str:
 
 def _allowed(request: Request, action: str, limit: int) -> bool:
     settings: Settings = request.app.state.settings
-    return ratelimit.allow(request.app.state.sessionmaker, settings, action, _client(request), limit=limit, window_seconds=HOUR)
+    return ratelimit.allow(
+        request.app.state.sessionmaker, settings, action, _client(request), limit=limit, window_seconds=HOUR
+    )
 
 
 def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
@@ -76,20 +78,24 @@ def _submit(request: Request, data: SelfReportIn) -> service.Received:
 
 @router.post("/self-report/submit")
 async def self_report_submit(request: Request) -> Response:
-    """Hashes in, a case number and PIN out. Async so that a refusal costs no thread; the database
-    work runs in the thread pool."""
-    if not csrf_valid(request, request.headers.get(HEADER)):
-        return _error(403, EXPIRED)
-    settings: Settings = request.app.state.settings
-    if not await run_in_threadpool(_allowed, request, "self-report", settings.self_report_limit):
-        return _error(429, "You have sent several reports in a short time. Please wait an hour and try again.")
+    """Hashes in, a case number and PIN out. The page's CSRF token travels in the JSON body, as a
+    form's does in the form. Async so that a refusal costs no thread; the database work runs in
+    the thread pool."""
     if not request.headers.get("content-type", "").lower().startswith("application/json"):
         return _error(415, "Send the report as JSON (Content-Type: application/json).")
     raw = await request.body()  # bounded by web/limits.py before it gets here
     try:
-        data = SelfReportIn.model_validate(json.loads(raw))
-    except json.JSONDecodeError:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return _error(400, "The report is not valid JSON.")
+    token = body.pop("csrf_token", None) if isinstance(body, dict) else None
+    if not isinstance(token, str) or not csrf_valid(request, token):
+        return _error(403, EXPIRED)
+    settings: Settings = request.app.state.settings
+    if not await run_in_threadpool(_allowed, request, "self-report", settings.self_report_limit):
+        return _error(429, "You have sent several reports in a short time. Please wait an hour and try again.")
+    try:
+        data = SelfReportIn.model_validate(body)
     except ValidationError as exc:
         return _error(422, _readable(exc))
     if not data.consent:
@@ -123,9 +129,7 @@ def status_lookup(
         error = "We could not find a report with that case number and PIN. Check both and try again."
         return _page(request, "status.html", 404, status=None, error=error, reference=reference)
     stages = list(service.STAGES)
-    return _page(
-        request, "status.html", status=found, stages=stages, error=None, reference=reference.strip().upper()
-    )
+    return _page(request, "status.html", status=found, stages=stages, error=None, reference=reference.strip().upper())
 
 
 @router.get("/self-report/withdraw")

@@ -7,7 +7,7 @@
 // and an <img> colour-manages (so it is never used).
 
 import { md5Hex } from "./md5.js";
-import { pdqFromRgba } from "./pdq.js";
+import { SAMPLE, pdqFromRgba, sampleIndices } from "./pdq.js";
 
 export const IMAGE = "image";
 export const VIDEO = "video";
@@ -158,9 +158,26 @@ function readWithWebGL(bitmap) {
   return { rgba, width, height, path: "webgl" };
 }
 
-export async function readPixels(bitmap, path = "auto") {
+// An opaque picture larger than 512 px through a 2D canvas, only the rows PDQ samples: each row is
+// copied 1:1 (no scaling), so only 512 rows are read back. {rgba, width, height: 512, rowsSampled}.
+function readSampledRows(bitmap) {
+  const width = bitmap.width;
+  const rows = sampleIndices(bitmap.height);
+  const canvas = new OffscreenCanvas(width, rows.length);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.imageSmoothingEnabled = false;
+  for (let i = 0; i < rows.length; i++) ctx.drawImage(bitmap, 0, rows[i], width, 1, 0, i, width, 1);
+  const data = ctx.getImageData(0, 0, width, rows.length).data;
+  return { rgba: new Uint8Array(data.buffer), width, height: rows.length, rowsSampled: true, path: "canvas-rows" };
+}
+
+export async function readPixels(bitmap, path = "auto", opaque = false) {
   const width = bitmap.width;
   const height = bitmap.height;
+  // A JPEG has no alpha: the canvas is exact for it and much quicker than WebGL's read-back.
+  if ((path === "auto" && opaque && (width > SAMPLE || height > SAMPLE)) || path === "canvas-rows") {
+    return readSampledRows(bitmap);
+  }
   if (path === "auto" || path === "webgl") {
     const px = readWithWebGL(bitmap);
     if (px) return px;
@@ -190,7 +207,7 @@ export async function decodeImage(bytes, kind, path = "auto") {
     premultiplyAlpha: "none",
   });
   try {
-    return await readPixels(bitmap, path);
+    return await readPixels(bitmap, path, kind.format === "jpeg");
   } finally {
     bitmap.close();
   }
@@ -211,12 +228,10 @@ export async function hashBytes(bytes, { dihedral = false, path = "auto" } = {})
   if (kind.media === IMAGE && kind.mime) {
     try {
       const px = await decodeImage(bytes, kind, path);
-      const r = pdqFromRgba(px.rgba, px.width, px.height, dihedral);
+      const r = pdqFromRgba(px.rgba, px.width, px.height, dihedral, px.rowsSampled);
       out.pdq = r.pdq;
       out.pdq_quality = r.quality;
       if (dihedral) out.pdq_dihedral = r.dihedral;
-      out.width = px.width;
-      out.height = px.height;
       out.pixels = px.path;
       out.exact_only = false;
     } catch (err) {

@@ -89,6 +89,7 @@ form.addEventListener("submit", async (event) => {
     }),
     age_band: document.getElementById("age-band").value || null,
     consent: consent.checked,
+    csrf_token: token,
   };
   busy = true;
   refresh();
@@ -96,7 +97,7 @@ form.addEventListener("submit", async (event) => {
   try {
     const response = await fetch("/self-report/submit", {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": token, Accept: "application/json" },
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(body),
       credentials: "same-origin",
     });
