@@ -15,6 +15,7 @@ from seawall.auth import service as auth_service
 from seawall.auth.models import AuditEvent
 from seawall.auth.permissions import SYSTEM
 from seawall.config import Settings
+from seawall.hotline import intake
 from seawall.hotline.models import Case, Report, ReportSignal
 from seawall.lists import service as lists_service
 from seawall.lists.models import Entry
@@ -116,6 +117,11 @@ def test_a_hash_already_on_another_list_gets_the_same_answer(db: Session, settin
         for r in db.scalars(select(Report))
     }
     assert counts == {a.case: 3, b.case: 3}
+    # The hotline's people (GET /v1/cases/{reference}) see which lists already know each hash.
+    report = db.scalars(select(Report).where(Report.reference == a.case)).one()
+    known_as = sorted(intake.signals_with_lists(db, report))
+    f = _file(7)
+    assert known_as == [("md5", f["md5"], ["known"]), ("pdq", f["pdq"], []), ("sha256", f["sha256"], [])]
 
 
 # ---- the public endpoint -------------------------------------------------------------------------

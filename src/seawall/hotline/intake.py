@@ -354,6 +354,29 @@ def signals_of(session: Session, report: Report) -> list[tuple[str, str]]:
     return [(t, v) for t, v in rows]
 
 
+def signals_with_lists(session: Session, report: Report) -> list[tuple[str, str, list[str]]]:
+    """A report's hashes, each with the lists that have an active entry of exactly that value (for
+    the hotline's people: a hash-only case, a self-report, shows what it is already known as)."""
+    from seawall.lists.models import Entry, HashList
+
+    out = []
+    for signal_type, value in signals_of(session, report):
+        names = session.scalars(
+            select(HashList.name)
+            .join(Entry, Entry.list_id == HashList.id)
+            .where(
+                Entry.signal_type == signal_type,
+                Entry.value == value,
+                Entry.status == "active",
+                HashList.deleted_at.is_(None),
+                Entry.external_id != f"self-report:{report.reference}",  # not its own entries
+            )
+            .distinct()
+        ).all()
+        out.append((signal_type, value, sorted(names)))
+    return out
+
+
 # Signal types a match's report carries (the content's own hashes; vPDQ frames stay in the match log).
 _MATCH_SIGNALS = ("md5", "sha1", "sha256", "pdq")
 
