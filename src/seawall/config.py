@@ -132,6 +132,30 @@ class Settings(BaseSettings):
     public_report_limit: int = Field(10, description="Reports one client may send through /report per hour.")
     public_status_limit: int = Field(30, description="Status look-ups one client may make per hour.")
 
+    # self-report (a young person's own pictures, hashed in their browser)
+    self_report_limit: int = Field(5, description="Self-reports one client may send per hour.")
+    self_report_status_limit: int = Field(
+        30, description="Self-report status look-ups and withdrawals per client per hour."
+    )
+    self_report_pending: bool = Field(
+        True,
+        description="New self-report entries carry the label 'pending' until the hotline checks them "
+        "(a policy on that label decides whether platforms block or review first).",
+    )
+    self_report_exit_url: str = Field(
+        "https://www.bbc.co.uk/weather", description="Where the self-report page's quick-exit button leads."
+    )
+    self_report_help: dict[str, list[dict[str, str]]] = Field(
+        default_factory=lambda: {
+            "GB": [{"name": "Childline", "phone": "0800 1111", "url": "https://www.childline.org.uk/"}],
+            "FR": [{"name": "Allô enfance en danger", "phone": "119", "url": "https://www.allo119.gouv.fr/"}],
+            "IE": [{"name": "Childline (ISPCC)", "phone": "1800 66 66 66", "url": "https://www.childline.ie/"}],
+            "US": [{"name": "NCMEC Take It Down", "phone": "1-800-843-5678", "url": "https://takeitdown.ncmec.org/"}],
+        },
+        description="Help lines the self-report page shows, by country (JSON: {country: [{name, phone, url}]}); "
+        "the hotline's own country comes first.",
+    )
+
     # hotline: referrals to partner hotlines and to law enforcement
     hotline_name: str = Field(
         "Seawall hotline", description="This hotline's name, as referrals and law-enforcement packages give it."

@@ -387,6 +387,17 @@ ROUTES: list[Route] = [
     Route("POST", "/report", FORM, _url("/report", data={"url": "https://forum.example/t/1"})),
     Route("GET", "/report/status", PUBLIC, _url("/report/status")),
     Route("POST", "/report/status", FORM, _url("/report/status", data={"reference": "R-1", "pin": "1"})),
+    Route("GET", "/self-report", PUBLIC, _url("/self-report")),
+    Route(
+        "POST",
+        "/self-report/submit",
+        FORM,
+        _url("/self-report/submit", json={"files": [{"md5": MINE_MD5, "sha256": MINE_PDQ}], "consent": True}),
+    ),
+    Route("GET", "/self-report/status", PUBLIC, _url("/self-report/status")),
+    Route("POST", "/self-report/status", FORM, _url("/self-report/status", data={"reference": "R-1", "pin": "1"})),
+    Route("GET", "/self-report/withdraw", PUBLIC, _url("/self-report/withdraw")),
+    Route("POST", "/self-report/withdraw", FORM, _url("/self-report/withdraw", data={"reference": "R-1", "pin": "1"})),
     Route("POST", "/v1/reports", "reports:write", _url("/v1/reports", json={"url": "https://forum.example/t/2"})),
     Route(
         "POST",

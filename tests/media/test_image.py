@@ -76,7 +76,7 @@ def test_colour_modes_hash_their_colours() -> None:
         img = Image.fromarray(rgb) if fmt != "GIF" else pal.convert("RGB")
         expect = ref if fmt != "GIF" else pdq_hash_rgb(np.asarray(pal.convert("RGB")))
         assert _pdq(_save(img, fmt, **kw)) == expect, fmt
-    # 16-bit greyscale is scaled to 8 bits (not clipped): v*257 hashes like v.
+    # 16-bit greyscale keeps its high byte (not clipped): v*257 hashes like v.
     grey = rgb[:, :, 1]
     i16 = Image.fromarray(grey.astype(np.uint16) * 257)
     assert i16.mode == "I;16"

@@ -45,7 +45,7 @@ def test_every_reference_image_exact_except_i16(reference_data: Path) -> None:
 
 def test_i16_outlier_is_the_reference_keeping_the_low_byte(reference_data: Path) -> None:
     # CImg reads ImageMagick's 16-bit PPM into uint8 samples, keeping value mod 256 (noise).
-    # Seawall scales 16 bits to 8 instead; the low-byte image reproduces the reference exactly.
+    # Seawall keeps the high byte instead (as browsers do); the low-byte image reproduces the reference.
     row = next(r for r in _expected(reference_data) if r["path"] == I16)
     img = Image.open(reference_data / "pdq" / I16)
     assert img.mode == "I;16"

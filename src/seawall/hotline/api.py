@@ -41,6 +41,7 @@ from seawall.hotline.schemas import (
     ReportCreate,
     ReportCreated,
     ReportOut,
+    ReportSignalOut,
     SignedDocument,
 )
 from seawall.web.deps import get_db, require
@@ -500,6 +501,12 @@ def show_case(
                 site_type=r.site_type,
                 description=r.description,
                 urgent=r.urgent,
+                age_band=r.age_band,
+                withdrawn_at=r.withdrawn_at,
+                signals=[
+                    ReportSignalOut(signal_type=t, value=v, lists=names)
+                    for t, v, names in intake.signals_with_lists(db, r)
+                ],
             )
             for r in detail.reports
         ],

@@ -276,14 +276,21 @@ def public_status(case: Case | None) -> str:
     return PUBLIC_STATUS.get(case.state, "received") if case is not None else "received"
 
 
-def status_by_pin(session: Session, reference: str, pin: str) -> str | None:
-    """The public status of a report, or None when the reference and PIN do not belong together
-    (the same answer, and about the same time, for an unknown reference as for a wrong PIN)."""
+def report_by_pin(session: Session, reference: str, pin: str) -> Report | None:
+    """The report a reference and PIN belong to, or None (the same answer, and about the same time,
+    for an unknown reference as for a wrong PIN)."""
     row = session.scalar(select(Report).where(Report.reference == reference.strip().upper()))
     try:
         _pins.verify(row.pin_hash if row is not None else _DUMMY_PIN, pin.strip())
     except (VerificationError, InvalidHashError):
         return None
+    return row
+
+
+def status_by_pin(session: Session, reference: str, pin: str) -> str | None:
+    """The public status of a report, or None when the reference and PIN do not belong together
+    (the same answer, and about the same time, for an unknown reference as for a wrong PIN)."""
+    row = report_by_pin(session, reference, pin)
     if row is None:
         return None
     if row.withdrawn_at is not None:
@@ -345,6 +352,29 @@ def signals_of(session: Session, report: Report) -> list[tuple[str, str]]:
         select(ReportSignal.signal_type, ReportSignal.value).where(ReportSignal.report_id == report.id)
     ).all()
     return [(t, v) for t, v in rows]
+
+
+def signals_with_lists(session: Session, report: Report) -> list[tuple[str, str, list[str]]]:
+    """A report's hashes, each with the lists that have an active entry of exactly that value (for
+    the hotline's people: a hash-only case, a self-report, shows what it is already known as)."""
+    from seawall.lists.models import Entry, HashList
+
+    out = []
+    for signal_type, value in signals_of(session, report):
+        names = session.scalars(
+            select(HashList.name)
+            .join(Entry, Entry.list_id == HashList.id)
+            .where(
+                Entry.signal_type == signal_type,
+                Entry.value == value,
+                Entry.status == "active",
+                HashList.deleted_at.is_(None),
+                Entry.external_id != f"self-report:{report.reference}",  # not its own entries
+            )
+            .distinct()
+        ).all()
+        out.append((signal_type, value, sorted(names)))
+    return out
 
 
 # Signal types a match's report carries (the content's own hashes; vPDQ frames stay in the match log).

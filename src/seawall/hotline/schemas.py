@@ -348,6 +348,14 @@ class QaResultOut(BaseModel):
     dispatched: str | None = Field(description="notice, referral or none; null when nothing was due")
 
 
+class ReportSignalOut(BaseModel):
+    signal_type: str
+    value: str
+    lists: list[str] = Field(
+        default_factory=list, description="Lists with an active entry of exactly this value (near PDQ: /v1/match)"
+    )
+
+
 class CaseReportOut(BaseModel):
     reference: str
     channel: str
@@ -356,6 +364,9 @@ class CaseReportOut(BaseModel):
     site_type: str | None
     description: str
     urgent: bool
+    age_band: str | None = None
+    withdrawn_at: datetime | None = None
+    signals: list[ReportSignalOut] = Field(default_factory=list, description="Hashes the report carried")
 
 
 class CaseItemOut(BaseModel):

@@ -213,7 +213,7 @@ def _pil_sample(img: Image.Image) -> Image.Image | None:
 def _to_rgb_array(img: Image.Image) -> npt.NDArray[np.uint8]:
     """HxWx3 uint8 RGB of an image, per-pixel conversion without the other Python paths' bugs:
     CMYK and palette images go through their colours (not raw channels or indices), and 16-bit
-    images are scaled to 8 bits (not clipped)."""
+    images keep their high byte (not clipped)."""
     mode = img.mode
     if mode == "RGB":
         return np.asarray(img)
@@ -222,9 +222,10 @@ def _to_rgb_array(img: Image.Image) -> npt.NDArray[np.uint8]:
         if mode == "F":
             grey = np.clip(np.rint(a), 0, 255).astype(np.uint8)
         else:
-            # 16-bit samples (PNG/TIFF): round to 8 bits as ImageMagick does (v/257).
+            # 16-bit samples (PNG/TIFF): keep the high byte, as Pillow does for 16-bit RGB and as
+            # browsers decode them, so a self-report hashed in the browser matches (docs/self-report.md).
             v = np.clip(a.astype(np.int64), 0, 65535)
-            grey = ((v * 255 + 32767) // 65535).astype(np.uint8)
+            grey = (v >> 8).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if mode in ("RGBA", "RGBX", "RGBa"):
         # Alpha is dropped, not composited: the reference reads the colour channels as they are.

@@ -280,6 +280,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     from seawall.review.views import router as review_router
     from seawall.matching.views import router as matching_console_router
     from seawall.scan.api import router as scan_router
+    from seawall.selfreport.views import router as selfreport_router
     from seawall.stats.api import router as stats_router
     from seawall.stats.views import router as stats_console_router
     from seawall.web.views import router as console_router
@@ -293,6 +294,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(hotline_router)
     app.include_router(scan_router)
     app.include_router(hotline_public_router)
+    app.include_router(selfreport_router)
     app.include_router(console_router)
     app.include_router(lists_console_router)
     app.include_router(stats_router)

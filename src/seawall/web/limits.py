@@ -10,6 +10,8 @@ routes                        cap                                        credent
 /login /logout /report        ``FORM_BODY_BYTES`` (128 KiB)              no (public forms; CSRF checked
 /report/status                                                           by the route)
 /review/… /qa/… (console)     ``FORM_BODY_BYTES``                        no (the route checks login)
+/self-report/submit (JSON)    ``selfreport.schemas.BODY_BYTES`` (16 KiB) no (CSRF header checked by the
+                                                                         route; hashes only)
 uploads (multipart): /v1/hash ``max_file_bytes`` + ``MULTIPART_ENVELOPE``   yes
 /v1/match /h/hash /m/lookup
 /c/bank/{name}/content
@@ -51,7 +53,7 @@ from seawall.web.csrf import SESSION_COOKIE
 FORM_BODY_BYTES = 128 * 1024  # a report form's longest description, percent-encoded, fits with room
 MULTIPART_ENVELOPE = 1024 * 1024  # part headers and the small form fields beside the file
 
-FORM, JSON, BULK, IMPORT, UPLOAD = "form", "json", "bulk", "import", "upload"
+FORM, JSON, BULK, IMPORT, UPLOAD, SELF_REPORT = "form", "json", "bulk", "import", "upload", "self_report"
 API_PREFIXES = ("/v1/", "/h/", "/m/", "/c/")
 HMA_PREFIXES = ("/h/", "/m/", "/c/")  # HMA's error shape: {"message": ...}
 
@@ -70,6 +72,7 @@ def _rule(path: str, kind: str, public: bool = False) -> BodyRule:
 _SEGMENT = r"[^/]+"
 BODY_RULES: list[BodyRule] = [
     _rule(r"/(login|logout|report|report/status)", FORM, public=True),
+    _rule(r"/self-report/submit", SELF_REPORT, public=True),
     _rule(r"/v1/hash|/v1/match|/h/hash|/m/lookup", UPLOAD),
     _rule(rf"/c/bank/{_SEGMENT}/content", UPLOAD),
     _rule(rf"/v1/lists/{_SEGMENT}/import", IMPORT),
@@ -96,6 +99,10 @@ def body_cap(rule: BodyRule, settings: Settings, content_type: str) -> int:
     multipart = content_type.lower().startswith("multipart/form-data")
     if rule.kind == FORM:
         return FORM_BODY_BYTES
+    if rule.kind == SELF_REPORT:
+        from seawall.selfreport.schemas import BODY_BYTES
+
+        return BODY_BYTES
     if rule.kind == UPLOAD and multipart:
         return settings.max_file_bytes + MULTIPART_ENVELOPE
     if rule.kind == IMPORT:
