@@ -110,7 +110,7 @@ def sessions(app: Any, world: OperatorWorld) -> Iterator[Sessions]:
 
 
 def test_the_table_names_every_console_page(app: Any) -> None:
-    assert console_pages(app) == set(PAGES) | set(NOT_PAGES), "a console page without a row in PAGES (or a row for none)"
+    assert console_pages(app) == set(PAGES) | set(NOT_PAGES), "a console page without a row in PAGES (or one for none)"
 
 
 def test_every_page_answers_each_role_as_its_scope_says(

@@ -401,9 +401,7 @@ def test_matches_open_one_proactive_report_each_even_when_a_partition_is_scanned
     assert ended.matches == 4
 
 
-def test_a_policy_that_sends_matches_to_review_queues_one_review_item_per_content(
-    world: World, tmp_path: Path
-) -> None:
+def test_a_policy_that_sends_matches_to_review_queues_one_review_item_per_content(world: World, tmp_path: Path) -> None:
     from seawall.hotline.models import Report
     from seawall.matching import policies
 

@@ -277,8 +277,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     from seawall.matching.api import admin_router as matching_admin_router
     from seawall.matching.api import router as matching_router
     from seawall.matching.hma import router as hma_router
-    from seawall.review.views import router as review_router
     from seawall.matching.views import router as matching_console_router
+    from seawall.review.views import router as review_router
     from seawall.scan.api import router as scan_router
     from seawall.selfreport.views import router as selfreport_router
     from seawall.stats.api import router as stats_router
