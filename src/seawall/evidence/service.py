@@ -23,13 +23,13 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from seawall.auth import audit
 from seawall.auth.permissions import Principal
@@ -98,10 +98,20 @@ def master_key(settings: Settings) -> MasterKey:
     return _parse_key(text, f"the evidence key file {path}")
 
 
+def previous_keys(settings: Settings) -> list[MasterKey]:
+    """The earlier master keys (SEAWALL_EVIDENCE_PREVIOUS_KEYS), read until rotation re-wraps their objects."""
+    if settings.evidence_previous_keys is None:
+        return []
+    parts = [p for p in settings.evidence_previous_keys.get_secret_value().split(",") if p.strip()]
+    return [_parse_key(p, f"key {n} of SEAWALL_EVIDENCE_PREVIOUS_KEYS") for n, p in enumerate(parts, 1)]
+
+
 def keyring(settings: Settings) -> dict[str, bytes]:
-    """Every master key objects may have been sealed with, by id (rotation will add the older ones)."""
+    """Every master key objects may have been sealed with, by id: the current one and the previous ones."""
     current = master_key(settings)
-    return {current.id: current.key}
+    keys = {k.id: k.key for k in previous_keys(settings)}
+    keys[current.id] = current.key
+    return keys
 
 
 # ---------------------------------------------------------------- backend
@@ -277,13 +287,7 @@ def get(session: Session, settings: Settings, object_id: str) -> bytes:
             f"evidence {row.id} was sealed with master key {row.key_id}, which is not configured "
             f"(configured: {configured}); set SEAWALL_EVIDENCE_KEY or the key file to the key it was sealed with"
         )
-    try:
-        wrapped = base64.b64decode(row.wrapped_key, validate=True)
-        data_key = AESGCM(master).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(row.id, row.key_id))
-    except (InvalidTag, binascii.Error, ValueError):
-        raise EvidenceError(
-            f"evidence {row.id}: its data key does not open with master key {row.key_id} (the stored row was altered)"
-        ) from None
+    data_key = _unwrap(row, master)
     try:
         stored = backend(settings).read(row.id)
     except FileNotFoundError:
@@ -302,6 +306,69 @@ def get(session: Session, settings: Settings, object_id: str) -> bytes:
     if len(data) != row.size or hashlib.sha256(data).hexdigest() != row.sha256:
         raise EvidenceError(f"evidence {row.id} failed its integrity check: its SHA-256 is not the one recorded")
     return data
+
+
+def _unwrap(row: EvidenceObject, master: bytes) -> bytes:
+    try:
+        wrapped = base64.b64decode(row.wrapped_key, validate=True)
+        return AESGCM(master).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(row.id, row.key_id))
+    except (InvalidTag, binascii.Error, ValueError):
+        raise EvidenceError(
+            f"evidence {row.id}: its data key does not open with master key {row.key_id} (the stored row was altered)"
+        ) from None
+
+
+@dataclass
+class Rotation:
+    rewrapped: int = 0
+    current: str = ""
+    missing_keys: dict[str, int] = field(default_factory=dict)  # key id -> objects it alone opens
+
+
+def rotate(factory: sessionmaker[Session], settings: Settings, actor: Principal, *, batch: int = 500) -> Rotation:
+    """Re-wrap every live object's data key under the current master key; the stored files are not
+    touched (their data keys do not change). One transaction per batch, so a large store rotates in
+    bounded steps and an interrupted rotation simply runs again. Objects whose key is not configured
+    are counted, never changed."""
+    current = master_key(settings)
+    keys = keyring(settings)
+    done = Rotation(current=current.id)
+    skipped: set[str] = set()
+    while True:
+        with factory() as session, session.begin():
+            rows = list(
+                session.scalars(
+                    select(EvidenceObject)
+                    .where(
+                        EvidenceObject.key_id != current.id,
+                        EvidenceObject.deleted_at.is_(None),
+                        EvidenceObject.id.not_in(skipped) if skipped else EvidenceObject.id.is_not(None),
+                    )
+                    .order_by(EvidenceObject.id)
+                    .limit(batch)
+                    .with_for_update()
+                )
+            )
+            if not rows:
+                break
+            moved = 0
+            for row in rows:
+                old = keys.get(row.key_id)
+                if old is None:
+                    done.missing_keys[row.key_id] = done.missing_keys.get(row.key_id, 0) + 1
+                    skipped.add(row.id)
+                    continue
+                data_key = _unwrap(row, old)
+                nonce = os.urandom(NONCE_BYTES)
+                sealed = AESGCM(current.key).encrypt(nonce, data_key, _wrap_aad(row.id, current.id))
+                row.key_id, row.wrapped_key = current.id, base64.b64encode(nonce + sealed).decode()
+                moved += 1
+            if moved:
+                audit.record(
+                    session, actor, "evidence.rotate", "evidence", "", {"rewrapped": moved, "key_id": current.id}
+                )
+            done.rewrapped += moved
+    return done
 
 
 def find(session: Session, *, purpose: str, subject: str) -> EvidenceObject | None:
