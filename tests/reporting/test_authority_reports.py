@@ -22,6 +22,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from tests.reporting.fake_cybertipline import FakeCyberTipline, FakeNca, make_app, make_nca_app
 from typer.testing import CliRunner
 
 from seawall.auth import service as auth_service
@@ -36,7 +37,6 @@ from seawall.hotline.models import Capture, Case, CaseItem, Item
 from seawall.reporting import cybertipline, nca, service
 from seawall.reporting.models import AuthorityCredential, AuthorityReport
 from servers import serve
-from tests.reporting.fake_cybertipline import FakeCyberTipline, FakeNca, make_app, make_nca_app
 
 ROOT = Path(__file__).resolve().parents[2]
 ANALYST = Principal(kind="user", name="alice", scopes=ROLE_SCOPES[Role.analyst])
@@ -53,12 +53,7 @@ class Holder:
 
 @pytest.fixture(scope="module")
 def fake_url() -> Iterator[str]:
-    holder = Holder()
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:  # the current test's fake
-        await make_app(holder.fake)(scope, receive, send)
-
-    nca_app = make_nca_app(holder.nca)
+    """One loopback server for the module; each request goes to the current test's fakes."""
 
     async def routed(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
@@ -66,7 +61,6 @@ def fake_url() -> Iterator[str]:
         else:
             await make_app(Holder.fake)(scope, receive, send)
 
-    del app, nca_app
     with serve(routed) as url:
         yield url
 
