@@ -163,6 +163,7 @@ def test_purge_destroys_what_expired_except_under_a_legal_hold(
     db.commit()
     again = retention.purge(factory, settings)
     assert (again.purged, again.held) == (2, 0)
+    db.rollback()
     assert len(_purge_events(db)) == 4
     actions = [e for e in db.scalars(select(AuditEvent.action)) if e.startswith("legal_hold.")]
     assert actions == ["legal_hold.place", "legal_hold.release"]
@@ -194,6 +195,7 @@ def test_a_purge_that_crashes_midway_resumes_without_repeating_or_touching_holds
     monkeypatch.setattr(evidence, "delete", real_delete)
     result = retention.purge(factory, settings, batch=3)
     assert (result.purged, result.held) == (len(objects) - before, 2)
+    db.rollback()
     events = _purge_events(db)
     assert sorted(e["id"] for e in events) == sorted(objects)  # each once, never the held ones
     db.rollback()  # a fresh snapshot: the work ran in other sessions
