@@ -440,6 +440,17 @@ ROUTES: list[Route] = [
         "admin",
         _url("/v1/authority-credentials/ncmec", json={"username": "matrix", "password": "matrix-password"}),
     ),
+    Route("GET", "/authority-reports", "console:reports:read", _url("/authority-reports")),
+    Route("GET", "/authority-reports/{reference}", "console:reports:read", _url("/authority-reports/AR-0000000000")),
+    Route(
+        "POST", "/authority-reports/{reference}/submit", FORM, _url("/authority-reports/AR-0000000000/submit", data={})
+    ),
+    Route(
+        "POST",
+        "/authority-reports/{reference}/retract",
+        FORM,
+        _url("/authority-reports/AR-0000000000/retract", data={}),
+    ),
     Route("GET", "/v1/legal-holds", "admin", _url("/v1/legal-holds")),
     Route("POST", "/v1/legal-holds", "admin", _url("/v1/legal-holds", json={"case": "C-00000-00000", "reason": "x"})),
     Route("POST", "/v1/legal-holds/{hold_id}/release", "admin", _url("/v1/legal-holds/999999/release")),

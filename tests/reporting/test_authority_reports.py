@@ -574,3 +574,90 @@ def cli():  # type: ignore[no-untyped-def]
             seawall_db._default_engine = None  # type: ignore[attr-defined]
 
     return run
+
+
+# ---- console ----------------------------------------------------------------------------------
+
+
+def _console_login(client: TestClient, db: Session, role: str) -> str:
+    auth_service.create_user(db, SYSTEM, username=f"u-{role}", role=role, password="a long password")
+    db.commit()
+    page = client.get("/login", headers={"accept": "text/html"})
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
+    answer = client.post(
+        "/login",
+        data={"username": f"u-{role}", "password": "a long password", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    page = client.get("/authority-reports", headers={"accept": "text/html"})
+    return re.search(r'name="csrf-token" content="([0-9a-f]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_console_forms_need_their_token_and_the_qa_role(
+    client: TestClient, db: Session, settings: Settings, queued: list[tuple[int, float]]
+) -> None:
+    row, _ = service.create_from_api(
+        db,
+        settings,
+        SYSTEM,
+        owner="key:p",
+        authority="nca",
+        external_id="c1",
+        facts={},
+        files=[],
+        events=[],
+        priority=1,
+    )
+    db.commit()
+    token = _console_login(client, db, "analyst")
+    listing = client.get("/authority-reports")
+    assert row.reference in listing.text and "overdue" not in listing.text
+    detail = client.get(f"/authority-reports/{row.reference}")
+    assert detail.status_code == 200 and "Submit to NCA" not in detail.text  # an analyst cannot submit
+    url = f"/authority-reports/{row.reference}/submit"
+    assert client.post(url, data={}, follow_redirects=False).status_code == 403  # no token
+    assert client.post(url, data={"csrf_token": token}, follow_redirects=False).status_code == 403  # no qa role
+    assert queued == []
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_senior_analyst_submits_a_draft_in_the_console(
+    live_server: Any, page: Any, db: Session, settings: Settings, queued: list[tuple[int, float]]
+) -> None:
+    from conftest import save_screenshot
+
+    row, _ = service.create_from_api(
+        db,
+        settings,
+        SYSTEM,
+        owner="key:p",
+        authority="ncmec",
+        external_id="b1",
+        facts={
+            "person": {"esp_identifier": "user-12", "screen_name": "river_walk"},
+            "urls": ["https://photos.example/p/12"],
+        },
+        files=[
+            service.ApiFile(sha256="d" * 64, file_name="river.jpg", classification="A2", annotations=["generativeAi"])
+        ],
+        events=[service.ApiEvent("203.0.113.9", "Upload", utcnow() - timedelta(hours=3), port=50000)],
+    )
+    auth_service.create_user(db, SYSTEM, username="senior1", role="senior_analyst", password="a long password 1")
+    db.commit()
+    page.goto(live_server.url + "/authority-reports")
+    page.get_by_label("Username").fill("senior1")
+    page.get_by_label("Password").fill("a long password 1")
+    page.keyboard.press("Enter")
+    page.wait_for_url(live_server.url + "/authority-reports")
+    assert page.get_by_role("heading", level=1).inner_text() == "Authority reports"
+    save_screenshot(page, "authority-reports-list")
+    page.get_by_role("link", name=row.reference).click()
+    assert "river_walk" in page.content() and "203.0.113.9" in page.content()
+    save_screenshot(page, "authority-report-draft")
+    page.get_by_role("button", name="Submit to NCMEC").click()
+    page.wait_for_url(live_server.url + f"/authority-reports/{row.reference}")
+    assert "approved" in page.locator("table.summary").inner_text()
+    assert queued == [(row.id, 0.0)]

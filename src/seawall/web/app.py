@@ -273,6 +273,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     from seawall.matching.api import router as matching_router
     from seawall.matching.hma import router as hma_router
     from seawall.reporting.api import router as reporting_router
+    from seawall.reporting.views import router as reporting_console_router
     from seawall.scan.api import router as scan_router
     from seawall.stats.api import router as stats_router
     from seawall.stats.views import router as stats_console_router
@@ -286,6 +287,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(hma_router)
     app.include_router(hotline_router)
     app.include_router(reporting_router)
+    app.include_router(reporting_console_router)
     app.include_router(scan_router)
     app.include_router(hotline_public_router)
     app.include_router(console_router)
