@@ -341,6 +341,12 @@ class Settings(BaseSettings):
         None, description="Earlier evidence master keys (base64, comma-separated), read until rotated away."
     )
     evidence_purge_cron: str = Field("41 3 * * *", description="When the worker purges expired evidence (cron).")
+    evidence_store_url: str | None = Field(
+        None, description="Keep evidence in an object store (fsspec URL, e.g. s3://bucket/prefix) instead of on disk."
+    )
+    evidence_store_options: SecretStr | None = Field(
+        None, description="fsspec options of the object store as JSON (endpoint, credentials): kept secret."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -209,3 +209,63 @@ def test_the_worker_has_the_purge_scheduled(settings: Settings) -> None:
     assert "seawall.reporting.tasks" in TASK_MODULES
     assert tasks.purge_evidence.name == "reporting.purge_evidence"
     assert Path(tasks.__file__).name == "tasks.py"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_object_store_backend_against_a_loopback_s3_server(db: Session, settings: Settings, tmp_path: Path) -> None:
+    """moto's S3-compatible server on 127.0.0.1 stands in for the object store (s3fs through fsspec)."""
+    import json
+
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    from servers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        options = {
+            "key": "test-key",
+            "secret": "test-secret",
+            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"},
+        }
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id="test-key",
+            aws_secret_access_key="test-secret",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="evidence-bucket")
+        s3 = settings.model_copy(
+            update={
+                "evidence_store_url": "s3://evidence-bucket/seawall",
+                "evidence_store_options": SecretStr(json.dumps(options)),
+            }
+        )
+        picture = b"benign meadow picture bytes" * 10
+        object_id = evidence.put(db, s3, picture, media_type="image/png", purpose="capture", subject="item:1")
+        db.commit()
+        row = db.get_one(EvidenceObject, object_id)
+        assert row.backend == "fsspec"
+        stored_path = f"evidence-bucket/seawall/{object_id[:2]}/{object_id[2:4]}/{object_id}"
+        fs.invalidate_cache()
+        stored = fs.cat_file(stored_path)
+        assert picture not in stored and stored.startswith(evidence.MAGIC)  # only ciphertext leaves
+        assert evidence.get(db, s3, object_id) == picture
+        with pytest.raises(evidence.EvidenceError, match="kept in the fsspec store, and this instance is configured"):
+            evidence.get(db, settings, object_id)  # the local-disk configuration cannot find it
+        tampered = bytearray(stored)
+        tampered[-1] ^= 1
+        fs.pipe_file(stored_path, bytes(tampered))
+        with pytest.raises(evidence.EvidenceError, match="failed its integrity check"):
+            evidence.get(db, s3, object_id)
+        evidence.delete(db, s3, object_id, actor=SYSTEM, reason="test")
+        db.commit()
+        fs.invalidate_cache()
+        assert not fs.exists(stored_path)
+    finally:
+        server.stop()

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -25,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -170,7 +173,61 @@ class LocalBackend:
                 continue
 
 
-def backend(settings: Settings) -> LocalBackend:
+class ObjectStoreBackend:
+    """Sealed objects in an object store through fsspec (``s3://bucket/prefix`` with s3fs, or any
+    fsspec URL), named like the local files. Only ciphertext ever leaves the machine."""
+
+    name = "fsspec"
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        import fsspec
+
+        self.fs, root = fsspec.core.url_to_fs(url, **options)
+        self.root = root.rstrip("/")
+
+    def path(self, object_id: str) -> str:
+        return f"{self.root}/{object_id[:2]}/{object_id[2:4]}/{object_id}"
+
+    def write(self, object_id: str, data: bytes) -> None:
+        target = self.path(object_id)
+        if self.fs.exists(target):  # never replaces an existing object
+            raise EvidenceError(f"evidence {object_id} exists already in the object store")
+        try:
+            self.fs.pipe_file(target, data)
+        except OSError as exc:
+            raise EvidenceError(f"cannot write evidence {object_id} to the object store: {exc}") from None
+
+    def read(self, object_id: str) -> bytes:
+        data: bytes = self.fs.cat_file(self.path(object_id))
+        return data
+
+    def delete(self, object_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(object_id))
+
+    def stored(self) -> Iterator[tuple[str, float]]:
+        try:
+            found = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in found.items():
+            moment = info.get("mtime") or info.get("LastModified") or info.get("created")
+            if hasattr(moment, "timestamp"):
+                moment = moment.timestamp()
+            yield path.rsplit("/", 1)[-1], float(moment or 0.0)
+
+
+def backend(settings: Settings) -> LocalBackend | ObjectStoreBackend:
+    """Where sealed objects go: the object store when ``SEAWALL_EVIDENCE_STORE_URL`` is set, else
+    ``SEAWALL_HOME/evidence`` on local disk."""
+    if settings.evidence_store_url:
+        options: dict[str, Any] = {}
+        if settings.evidence_store_options is not None:
+            try:
+                options = json.loads(settings.evidence_store_options.get_secret_value())
+            except ValueError:
+                raise EvidenceError("SEAWALL_EVIDENCE_STORE_OPTIONS is not a JSON object") from None
+        return ObjectStoreBackend(settings.evidence_store_url, options)
     return LocalBackend(settings.home / "evidence")
 
 
@@ -196,6 +253,7 @@ class Sealed:
     sha256: str
     key_id: str
     wrapped_key: str
+    backend: str = LocalBackend.name
 
 
 def seal(settings: Settings, data: bytes, *, media_type: str, purpose: str, subject: str) -> Sealed:
@@ -211,7 +269,8 @@ def seal(settings: Settings, data: bytes, *, media_type: str, purpose: str, subj
     sealed = MAGIC + nonce + AESGCM(data_key).encrypt(nonce, data, _DATA_AAD + object_id.encode())
     wrap_nonce = os.urandom(NONCE_BYTES)
     wrapped = AESGCM(master.key).encrypt(wrap_nonce, data_key, _wrap_aad(object_id, master.id))
-    backend(settings).write(object_id, sealed)
+    store = backend(settings)
+    store.write(object_id, sealed)
     return Sealed(
         id=object_id,
         purpose=purpose,
@@ -221,6 +280,7 @@ def seal(settings: Settings, data: bytes, *, media_type: str, purpose: str, subj
         sha256=hashlib.sha256(data).hexdigest(),
         key_id=master.id,
         wrapped_key=base64.b64encode(wrap_nonce + wrapped).decode(),
+        backend=store.name,
     )
 
 
@@ -237,7 +297,7 @@ def record(session: Session, sealed: Sealed) -> EvidenceObject:
         media_type=sealed.media_type,
         size=sealed.size,
         sha256=sealed.sha256,
-        backend=LocalBackend.name,
+        backend=sealed.backend,
         key_id=sealed.key_id,
         wrapped_key=sealed.wrapped_key,
         created_at=utcnow(),
@@ -288,8 +348,14 @@ def get(session: Session, settings: Settings, object_id: str) -> bytes:
             f"(configured: {configured}); set SEAWALL_EVIDENCE_KEY or the key file to the key it was sealed with"
         )
     data_key = _unwrap(row, master)
+    store = backend(settings)
+    if row.backend != store.name:
+        raise EvidenceError(
+            f"evidence {row.id} is kept in the {row.backend} store, and this instance is configured for the "
+            f"{store.name} store (SEAWALL_EVIDENCE_STORE_URL)"
+        )
     try:
-        stored = backend(settings).read(row.id)
+        stored = store.read(row.id)
     except FileNotFoundError:
         raise EvidenceError(f"evidence {row.id}: its stored file is missing") from None
     except OSError as exc:
@@ -424,10 +490,15 @@ def sweep(session: Session, settings: Settings, *, older_than_seconds: float = 3
             )
         )
         for object_id in chunk:
-            if object_id not in live:
+            if object_id in live:
+                continue
+            if isinstance(store, LocalBackend):
                 for path in store.path(object_id).parent.glob(f"*{object_id}*"):
                     path.unlink(missing_ok=True)
                     removed += 1
+            else:
+                store.delete(object_id)
+                removed += 1
     if removed:
         log.info("evidence sweep removed %d unreferenced file(s)", removed)
     return removed
