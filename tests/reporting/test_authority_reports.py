@@ -407,6 +407,11 @@ def test_retraction_before_finish_and_refusal_after(
     assert row.reference in listing.stdout and "retracted" in listing.stdout and "submitted" in listing.stdout
     shown = json.loads(cli(settings, "authority-reports", "show", row2.reference).stdout)
     assert shown["remote_id"] == "100002"
+    # Neither the stored password nor the object store's credentials are in `seawall config`.
+    config = cli(settings, "config", SEAWALL_EVIDENCE_STORE_OPTIONS='{"secret": "s3-secret-value"}')
+    assert config.exit_code == 0, config.output
+    assert fake.password not in config.stdout and "s3-secret-value" not in config.stdout
+    assert json.loads(config.stdout)["evidence_store_options"] == "********"
 
 
 # ---- NCA --------------------------------------------------------------------------------------
@@ -552,7 +557,7 @@ def cli():  # type: ignore[no-untyped-def]
     from seawall.cli import app as cli_app
     from seawall.config import reset_settings
 
-    def run(settings: Settings, *args: str) -> Any:
+    def run(settings: Settings, *args: str, **extra: str) -> Any:
         env = {
             "SEAWALL_HOME": str(settings.home),
             "SEAWALL_DATABASE_URL": settings.database_url or "",
@@ -560,6 +565,7 @@ def cli():  # type: ignore[no-untyped-def]
             "SEAWALL_CYBERTIPLINE_URL": settings.cybertipline_url,
             "SEAWALL_REPORTING_REPORTER_EMAIL": "reports@platform.example",
             "SEAWALL_QUEUE_IMMEDIATE": "true",
+            **extra,
         }
         reset_settings()
         from seawall import db as seawall_db
