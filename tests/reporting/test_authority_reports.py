@@ -414,6 +414,53 @@ def test_retraction_before_finish_and_refusal_after(
     assert json.loads(config.stdout)["evidence_store_options"] == "********"
 
 
+def _confirmed_public_case(db: Session, settings: Settings, seed: int) -> assessment.QaResult:
+    """The hotline's own case (a public report), its item assessed and QA-confirmed."""
+    data = _png(seed)
+    done = intake.submit(db, settings, SYSTEM, intake.ReportIn(channel="public", url=f"https://forum.example/t/{seed}"))
+    item = Item(
+        sha256=hashlib.sha256(data).hexdigest(),
+        md5=hashlib.md5(data).hexdigest(),
+        sha1=hashlib.sha1(data).hexdigest(),
+        media="image",
+        mime="image/png",
+        size=len(data),
+    )
+    db.add(item)
+    db.flush()
+    db.add(CaseItem(case_id=done.case.id, item_id=item.id))
+    db.commit()
+    db.refresh(item)
+    saved = assessment.assess_item(db, settings, ANALYST, item.id, item.version, CSAM)
+    db.commit()
+    result = assessment.qa(db, settings, SENIOR, saved.assessment.id, "confirm", "checked")
+    db.commit()
+    return result
+
+
+def test_the_operators_policy_decides_which_decisions_are_drafted_and_auto_submitted(
+    db: Session, settings: Settings, queued: list[tuple[int, float]]
+) -> None:
+    assert _confirmed_public_case(db, settings, 5).authority_reports == []  # the hotline's own case: not by default
+    assert db.scalar(select(AuthorityReport.id)) is None
+    policy = settings.model_copy(
+        update={
+            "reporting_operator_is_reporter": True,
+            "reporting_auto_submit": True,
+            "reporting_authorities": ["ncmec", "nca"],
+        }
+    )
+    drafted = _confirmed_public_case(db, policy, 6).authority_reports
+    rows = db.scalars(select(AuthorityReport).order_by(AuthorityReport.authority)).all()
+    assert [r.reference for r in rows] == sorted(drafted, key=lambda ref: service.get(db, ref).authority)
+    assert [(r.authority, r.state, r.owner, r.approved_by) for r in rows] == [
+        ("nca", "approved", None, "system"),
+        ("ncmec", "approved", None, "system"),
+    ]
+    assert sorted(queued) == sorted((r.id, 0.0) for r in rows)  # handed to the queue after the commit
+    assert rows[0].due_at == rows[0].created_at + timedelta(hours=72)  # priority 3 by default
+
+
 # ---- NCA --------------------------------------------------------------------------------------
 
 
