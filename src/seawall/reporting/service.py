@@ -274,7 +274,8 @@ def _draft_for_case(
 def _refresh_files(session: Session, row: AuthorityReport, case: Case, decision: Assessment) -> None:
     """The draft's files: the case's items confirmed as CSAM; hash-only content as additional info."""
     for old in files_of(session, row):
-        session.delete(old)
+        if old.item_id is not None:  # the hotline's own; files the platform added stay
+            session.delete(old)
     items = list(
         session.scalars(select(Item).join(CaseItem, CaseItem.item_id == Item.id).where(CaseItem.case_id == case.id))
     )
@@ -652,8 +653,8 @@ after_step: Callable[[str], None] = _no_hook
 def _record(factory: sessionmaker[Session], work: _Work, change: Callable[[Session, AuthorityReport], None]) -> bool:
     with transaction(factory) as session:
         row = session.get_one(AuthorityReport, work.report_id)
-        if not _mine(row, work):
-            return False
+        if not _mine(row, work) or row.state not in ("approved", "opened"):
+            return False  # another attempt took over, or a person retracted it meanwhile
         change(session, row)
         row.updated_at = utcnow()
         return True
@@ -958,12 +959,12 @@ def retract(factory: sessionmaker[Session], settings: Settings, actor: Principal
             )
         if row.state == "retracted":
             return row
+        if row.lease_until is not None and row.lease_until > utcnow():
+            raise Conflict(f"authority report {row.reference} is being submitted right now: try again in a minute")
         if row.remote_id is None or row.authority != "ncmec":
             row.state, row.retracted_at, row.next_attempt_at = "retracted", utcnow(), None
             audit.record(session, actor, "authority_report.retract", "authority_report", row.reference, {})
             return row
-        if row.lease_until is not None and row.lease_until > utcnow():
-            raise Conflict(f"authority report {row.reference} is being submitted right now: try again in a minute")
         remote_id, report_id = row.remote_id, row.id
         # Hold it while NCMEC is asked, so no worker finishes it meanwhile.
         row.lease_until = utcnow() + timedelta(seconds=LEASE_SECONDS_PER_STEP)
