@@ -459,6 +459,12 @@ def test_the_operators_policy_decides_which_decisions_are_drafted_and_auto_submi
     ]
     assert sorted(queued) == sorted((r.id, 0.0) for r in rows)  # handed to the queue after the commit
     assert rows[0].due_at == rows[0].created_at + timedelta(hours=72)  # priority 3 by default
+    # A submission whose task was lost (a worker died before taking it) is queued again by the sweep.
+    queued.clear()
+    rows[0].next_attempt_at = utcnow() + timedelta(minutes=10)  # a retry not due yet
+    rows[1].next_attempt_at = utcnow() - timedelta(minutes=10)
+    db.commit()
+    assert service.requeue_overdue(db) == [rows[1].id] and queued == [(rows[1].id, 0.0)]
 
 
 # ---- NCA --------------------------------------------------------------------------------------
