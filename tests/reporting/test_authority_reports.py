@@ -465,6 +465,15 @@ def test_the_operators_policy_decides_which_decisions_are_drafted_and_auto_submi
     rows[1].next_attempt_at = utcnow() - timedelta(minutes=10)
     db.commit()
     assert service.requeue_overdue(db) == [rows[1].id] and queued == [(rows[1].id, 0.0)]
+    # A draft the policy cannot submit (no reporter email) stays a draft; the confirmation stands.
+    unset = policy.model_copy(update={"reporting_reporter_email": None, "reporting_authorities": ["ncmec"]})
+    (reference,) = _confirmed_public_case(db, unset, 7).authority_reports
+    stuck = service.get(db, reference)
+    assert stuck.state == "draft"
+    assert stuck.last_error == (
+        f"authority report {reference} cannot be submitted: the reporting person's email is required "
+        "(set SEAWALL_REPORTING_REPORTER_EMAIL)"
+    )
 
 
 # ---- NCA --------------------------------------------------------------------------------------

@@ -204,8 +204,13 @@ def draft_from_decision(
     if done.reports and settings.reporting_auto_submit:
         done.auto = True
         for row in done.reports:
-            if row.state == "draft":
+            if row.state != "draft":
+                continue
+            try:
                 approve(session, settings, SYSTEM, row, policy=True)
+            except ReportingError as exc:  # the draft stays for a person; the confirmation goes on
+                row.last_error = str(exc)
+                log.warning("authority report %s not auto-submitted: %s", row.reference, exc)
     return done
 
 
