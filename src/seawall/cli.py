@@ -33,6 +33,7 @@ DOMAIN_CLIS = [
     "seawall.hotline.cli",
     "seawall.stats.cli",
     "seawall.scan.cli",
+    "seawall.reporting.cli",
 ]
 # Each domain that seeds demo data exposes ``seed_demo(session, console) -> None`` in its ``demo`` module.
 DEMO_SEEDERS = [

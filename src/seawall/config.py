@@ -370,6 +370,55 @@ class Settings(BaseSettings):
         10, ge=1, description="On the public report, a figure below this count is shown suppressed ('<N')."
     )
 
+    # authority reporting and the evidence vault (issue #15; docs/reporting.md)
+    reporting_authorities: list[str] = Field(
+        ["ncmec"], description="Authorities a confirmed decision drafts a report for: ncmec, nca."
+    )
+    reporting_operator_is_reporter: bool = Field(
+        False, description="Draft authority reports for the hotline's own cases too, not only platform content."
+    )
+    reporting_auto_submit: bool = Field(
+        False, description="Submit drafts from confirmed decisions without a person's approval (operator policy)."
+    )
+    reporting_jurisdiction: str = Field("US", description="Jurisdiction of new reports (decides their retention).")
+    reporting_platform: str | None = Field(None, description="The service's name, as reports name the platform.")
+    reporting_reporter_first_name: str | None = Field(None, description="Reporting person's first name.")
+    reporting_reporter_last_name: str | None = Field(None, description="Reporting person's last name.")
+    reporting_reporter_email: str | None = Field(None, description="Reporting person's email (NCMEC requires it).")
+    reporting_reporter_phone: str | None = Field(None, description="Reporting person's telephone.")
+    reporting_retry_base_seconds: float = Field(
+        60.0, gt=0, description="First retry of a failed submission step; doubles each attempt."
+    )
+    reporting_max_attempts: int = Field(8, ge=1, description="Attempts before a submission is marked failed.")
+    cybertipline_url: str = Field(
+        "https://exttest.cybertip.org/ispws",
+        description="CyberTipline Reporting API base URL (NCMEC's test host until you switch to production).",
+    )
+    cybertipline_timeout_seconds: float = Field(60.0, gt=0, description="Time NCMEC has to answer one call.")
+    cybertipline_hash_sharing_mou: bool = Field(
+        False, description="Send industryClassification (only ESPs that signed NCMEC's hash-sharing MOU may)."
+    )
+    nca_api_url: str | None = Field(None, description="NCA reporting API endpoint (not public: from the NCA).")
+    nca_reference_field: str = Field("reference", description="Field of the NCA API's answer naming its reference.")
+    nca_priority_hours: list[float] = Field(
+        [1.0, 24.0, 72.0],
+        description="Operator deadlines for NCA priorities 1, 2, 3 in hours (the regulations give no hours).",
+    )
+    retention_days: dict[str, int] = Field(
+        {"US": 365, "GB": 365}, description="Days evidence of a report is kept after it is filed, by jurisdiction."
+    )
+    retention_default_days: int = Field(365, ge=1, description="Retention for a jurisdiction not listed.")
+    evidence_previous_keys: SecretStr | None = Field(
+        None, description="Earlier evidence master keys (base64, comma-separated), read until rotated away."
+    )
+    evidence_purge_cron: str = Field("41 3 * * *", description="When the worker purges expired evidence (cron).")
+    evidence_store_url: str | None = Field(
+        None, description="Keep evidence in an object store (fsspec URL, e.g. s3://bucket/prefix) instead of on disk."
+    )
+    evidence_store_options: SecretStr | None = Field(
+        None, description="fsspec options of the object store as JSON (endpoint, credentials): kept secret."
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

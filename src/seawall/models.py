@@ -7,6 +7,7 @@ from seawall.hotline import models as hotline_models
 from seawall.lists import models as lists_models
 from seawall.lists.exchanges import models as exchanges_models
 from seawall.matching import models as matching_models
+from seawall.reporting import models as reporting_models
 from seawall.review import models as review_models
 from seawall.scan import models as scan_models
 from seawall.stats import models as stats_models
@@ -19,6 +20,7 @@ __all__ = [
     "hotline_models",
     "lists_models",
     "matching_models",
+    "reporting_models",
     "review_models",
     "scan_models",
     "stats_models",

@@ -19,6 +19,7 @@ TASK_MODULES = [
     "seawall.matching.tasks",
     "seawall.hotline.tasks",
     "seawall.evidence.tasks",
+    "seawall.reporting.tasks",
 ]
 
 

@@ -457,6 +457,48 @@ ROUTES: list[Route] = [
     # the hotline: tracing (the abuse-contact directory)
     Route("GET", "/v1/hosts", "admin", _url("/v1/hosts")),
     Route("GET", "/v1/hosts/{host_id}", "admin", _url("/v1/hosts/1")),
+    # authority reports (drafts, submission, the NCA pack), stored credentials, legal holds
+    Route("GET", "/v1/authority-reports", "reports:read", _url("/v1/authority-reports")),
+    Route(
+        "POST",
+        "/v1/authority-reports",
+        "reports:write",
+        _url("/v1/authority-reports", json={"external_id": "matrix-1", "files": [{"md5": MINE_MD5}]}),
+    ),
+    Route("GET", "/v1/authority-reports/{reference}", "reports:read", _url("/v1/authority-reports/AR-0000000000")),
+    Route(
+        "POST",
+        "/v1/authority-reports/{reference}/facts",
+        "reports:write",
+        _url("/v1/authority-reports/AR-0000000000/facts", json={"priority": 2}),
+    ),
+    Route("POST", "/v1/authority-reports/{reference}/submit", "qa", _url("/v1/authority-reports/AR-0000000000/submit")),
+    Route(
+        "POST", "/v1/authority-reports/{reference}/retract", "qa", _url("/v1/authority-reports/AR-0000000000/retract")
+    ),
+    Route(
+        "GET", "/v1/authority-reports/{reference}/nca-pack", "qa", _url("/v1/authority-reports/AR-0000000000/nca-pack")
+    ),
+    Route(
+        "PUT",
+        "/v1/authority-credentials/{authority}",
+        "admin",
+        _url("/v1/authority-credentials/ncmec", json={"username": "matrix", "password": "matrix-password"}),
+    ),
+    Route("GET", "/authority-reports", "console:reports:read", _url("/authority-reports")),
+    Route("GET", "/authority-reports/{reference}", "console:reports:read", _url("/authority-reports/AR-0000000000")),
+    Route(
+        "POST", "/authority-reports/{reference}/submit", FORM, _url("/authority-reports/AR-0000000000/submit", data={})
+    ),
+    Route(
+        "POST",
+        "/authority-reports/{reference}/retract",
+        FORM,
+        _url("/authority-reports/AR-0000000000/retract", data={}),
+    ),
+    Route("GET", "/v1/legal-holds", "admin", _url("/v1/legal-holds")),
+    Route("POST", "/v1/legal-holds", "admin", _url("/v1/legal-holds", json={"case": "C-00000-00000", "reason": "x"})),
+    Route("POST", "/v1/legal-holds/{hold_id}/release", "admin", _url("/v1/legal-holds/999999/release")),
     # statistics (aggregates only; a list-limited key counts matches to its own lists)
     Route("GET", "/v1/stats", "stats:read", _url("/v1/stats", params={"measure": "matches", "by": "year,list"})),
     Route("GET", "/stats", "console:stats:read", _url("/stats")),

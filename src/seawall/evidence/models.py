@@ -22,6 +22,7 @@ class EvidenceObject(Base):
     __table_args__ = (
         Index("ix_evidence_objects_subject", "subject", "purpose"),
         Index("ix_evidence_objects_sha256", "sha256"),
+        Index("ix_evidence_objects_retain_until", "retain_until"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a uuid4, also the stored file's name
@@ -35,3 +36,5 @@ class EvidenceObject(Base):
     wrapped_key: Mapped[str] = mapped_column(Text)  # base64: nonce, then the AES-GCM-wrapped data key
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Migration p15_reporting: when retention lets the purge destroy it (None: no schedule, kept).
+    retain_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import secrets
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from seawall.auth import audit
 from seawall.auth.permissions import Principal
@@ -98,10 +101,20 @@ def master_key(settings: Settings) -> MasterKey:
     return _parse_key(text, f"the evidence key file {path}")
 
 
+def previous_keys(settings: Settings) -> list[MasterKey]:
+    """The earlier master keys (SEAWALL_EVIDENCE_PREVIOUS_KEYS), read until rotation re-wraps their objects."""
+    if settings.evidence_previous_keys is None:
+        return []
+    parts = [p for p in settings.evidence_previous_keys.get_secret_value().split(",") if p.strip()]
+    return [_parse_key(p, f"key {n} of SEAWALL_EVIDENCE_PREVIOUS_KEYS") for n, p in enumerate(parts, 1)]
+
+
 def keyring(settings: Settings) -> dict[str, bytes]:
-    """Every master key objects may have been sealed with, by id (rotation will add the older ones)."""
+    """Every master key objects may have been sealed with, by id: the current one and the previous ones."""
     current = master_key(settings)
-    return {current.id: current.key}
+    keys = {k.id: k.key for k in previous_keys(settings)}
+    keys[current.id] = current.key
+    return keys
 
 
 # ---------------------------------------------------------------- backend
@@ -160,7 +173,61 @@ class LocalBackend:
                 continue
 
 
-def backend(settings: Settings) -> LocalBackend:
+class ObjectStoreBackend:
+    """Sealed objects in an object store through fsspec (``s3://bucket/prefix`` with s3fs, or any
+    fsspec URL), named like the local files. Only ciphertext ever leaves the machine."""
+
+    name = "fsspec"
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        import fsspec
+
+        self.fs, root = fsspec.core.url_to_fs(url, **options)
+        self.root = root.rstrip("/")
+
+    def path(self, object_id: str) -> str:
+        return f"{self.root}/{object_id[:2]}/{object_id[2:4]}/{object_id}"
+
+    def write(self, object_id: str, data: bytes) -> None:
+        target = self.path(object_id)
+        if self.fs.exists(target):  # never replaces an existing object
+            raise EvidenceError(f"evidence {object_id} exists already in the object store")
+        try:
+            self.fs.pipe_file(target, data)
+        except OSError as exc:
+            raise EvidenceError(f"cannot write evidence {object_id} to the object store: {exc}") from None
+
+    def read(self, object_id: str) -> bytes:
+        data: bytes = self.fs.cat_file(self.path(object_id))
+        return data
+
+    def delete(self, object_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(object_id))
+
+    def stored(self) -> Iterator[tuple[str, float]]:
+        try:
+            found = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in found.items():
+            moment = info.get("mtime") or info.get("LastModified") or info.get("created")
+            if hasattr(moment, "timestamp"):
+                moment = moment.timestamp()
+            yield path.rsplit("/", 1)[-1], float(moment or 0.0)
+
+
+def backend(settings: Settings) -> LocalBackend | ObjectStoreBackend:
+    """Where sealed objects go: the object store when ``SEAWALL_EVIDENCE_STORE_URL`` is set, else
+    ``SEAWALL_HOME/evidence`` on local disk."""
+    if settings.evidence_store_url:
+        options: dict[str, Any] = {}
+        if settings.evidence_store_options is not None:
+            try:
+                options = json.loads(settings.evidence_store_options.get_secret_value())
+            except ValueError:
+                raise EvidenceError("SEAWALL_EVIDENCE_STORE_OPTIONS is not a JSON object") from None
+        return ObjectStoreBackend(settings.evidence_store_url, options)
     return LocalBackend(settings.home / "evidence")
 
 
@@ -186,6 +253,7 @@ class Sealed:
     sha256: str
     key_id: str
     wrapped_key: str
+    backend: str = LocalBackend.name
 
 
 def seal(settings: Settings, data: bytes, *, media_type: str, purpose: str, subject: str) -> Sealed:
@@ -201,7 +269,8 @@ def seal(settings: Settings, data: bytes, *, media_type: str, purpose: str, subj
     sealed = MAGIC + nonce + AESGCM(data_key).encrypt(nonce, data, _DATA_AAD + object_id.encode())
     wrap_nonce = os.urandom(NONCE_BYTES)
     wrapped = AESGCM(master.key).encrypt(wrap_nonce, data_key, _wrap_aad(object_id, master.id))
-    backend(settings).write(object_id, sealed)
+    store = backend(settings)
+    store.write(object_id, sealed)
     return Sealed(
         id=object_id,
         purpose=purpose,
@@ -211,6 +280,7 @@ def seal(settings: Settings, data: bytes, *, media_type: str, purpose: str, subj
         sha256=hashlib.sha256(data).hexdigest(),
         key_id=master.id,
         wrapped_key=base64.b64encode(wrap_nonce + wrapped).decode(),
+        backend=store.name,
     )
 
 
@@ -227,7 +297,7 @@ def record(session: Session, sealed: Sealed) -> EvidenceObject:
         media_type=sealed.media_type,
         size=sealed.size,
         sha256=sealed.sha256,
-        backend=LocalBackend.name,
+        backend=sealed.backend,
         key_id=sealed.key_id,
         wrapped_key=sealed.wrapped_key,
         created_at=utcnow(),
@@ -277,15 +347,15 @@ def get(session: Session, settings: Settings, object_id: str) -> bytes:
             f"evidence {row.id} was sealed with master key {row.key_id}, which is not configured "
             f"(configured: {configured}); set SEAWALL_EVIDENCE_KEY or the key file to the key it was sealed with"
         )
-    try:
-        wrapped = base64.b64decode(row.wrapped_key, validate=True)
-        data_key = AESGCM(master).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(row.id, row.key_id))
-    except (InvalidTag, binascii.Error, ValueError):
+    data_key = _unwrap(row, master)
+    store = backend(settings)
+    if row.backend != store.name:
         raise EvidenceError(
-            f"evidence {row.id}: its data key does not open with master key {row.key_id} (the stored row was altered)"
-        ) from None
+            f"evidence {row.id} is kept in the {row.backend} store, and this instance is configured for the "
+            f"{store.name} store (SEAWALL_EVIDENCE_STORE_URL)"
+        )
     try:
-        stored = backend(settings).read(row.id)
+        stored = store.read(row.id)
     except FileNotFoundError:
         raise EvidenceError(f"evidence {row.id}: its stored file is missing") from None
     except OSError as exc:
@@ -302,6 +372,69 @@ def get(session: Session, settings: Settings, object_id: str) -> bytes:
     if len(data) != row.size or hashlib.sha256(data).hexdigest() != row.sha256:
         raise EvidenceError(f"evidence {row.id} failed its integrity check: its SHA-256 is not the one recorded")
     return data
+
+
+def _unwrap(row: EvidenceObject, master: bytes) -> bytes:
+    try:
+        wrapped = base64.b64decode(row.wrapped_key, validate=True)
+        return AESGCM(master).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(row.id, row.key_id))
+    except (InvalidTag, binascii.Error, ValueError):
+        raise EvidenceError(
+            f"evidence {row.id}: its data key does not open with master key {row.key_id} (the stored row was altered)"
+        ) from None
+
+
+@dataclass
+class Rotation:
+    rewrapped: int = 0
+    current: str = ""
+    missing_keys: dict[str, int] = field(default_factory=dict)  # key id -> objects it alone opens
+
+
+def rotate(factory: sessionmaker[Session], settings: Settings, actor: Principal, *, batch: int = 500) -> Rotation:
+    """Re-wrap every live object's data key under the current master key; the stored files are not
+    touched (their data keys do not change). One transaction per batch, so a large store rotates in
+    bounded steps and an interrupted rotation simply runs again. Objects whose key is not configured
+    are counted, never changed."""
+    current = master_key(settings)
+    keys = keyring(settings)
+    done = Rotation(current=current.id)
+    skipped: set[str] = set()
+    while True:
+        with factory() as session, session.begin():
+            rows = list(
+                session.scalars(
+                    select(EvidenceObject)
+                    .where(
+                        EvidenceObject.key_id != current.id,
+                        EvidenceObject.deleted_at.is_(None),
+                        EvidenceObject.id.not_in(skipped) if skipped else EvidenceObject.id.is_not(None),
+                    )
+                    .order_by(EvidenceObject.id)
+                    .limit(batch)
+                    .with_for_update()
+                )
+            )
+            if not rows:
+                break
+            moved = 0
+            for row in rows:
+                old = keys.get(row.key_id)
+                if old is None:
+                    done.missing_keys[row.key_id] = done.missing_keys.get(row.key_id, 0) + 1
+                    skipped.add(row.id)
+                    continue
+                data_key = _unwrap(row, old)
+                nonce = os.urandom(NONCE_BYTES)
+                sealed = AESGCM(current.key).encrypt(nonce, data_key, _wrap_aad(row.id, current.id))
+                row.key_id, row.wrapped_key = current.id, base64.b64encode(nonce + sealed).decode()
+                moved += 1
+            if moved:
+                audit.record(
+                    session, actor, "evidence.rotate", "evidence", "", {"rewrapped": moved, "key_id": current.id}
+                )
+            done.rewrapped += moved
+    return done
 
 
 def find(session: Session, *, purpose: str, subject: str) -> EvidenceObject | None:
@@ -357,10 +490,15 @@ def sweep(session: Session, settings: Settings, *, older_than_seconds: float = 3
             )
         )
         for object_id in chunk:
-            if object_id not in live:
+            if object_id in live:
+                continue
+            if isinstance(store, LocalBackend):
                 for path in store.path(object_id).parent.glob(f"*{object_id}*"):
                     path.unlink(missing_ok=True)
                     removed += 1
+            else:
+                store.delete(object_id)
+                removed += 1
     if removed:
         log.info("evidence sweep removed %d unreferenced file(s)", removed)
     return removed

@@ -912,6 +912,7 @@ class QaResult:
     retracted: int = 0  # entries an earlier confirmed assessment had listed, retracted
     inherited: list[int] = field(default_factory=list)  # items that inherited it
     dispatched: str | None = None  # notice, referral or none (after_confirmation); None: not run
+    authority_reports: list[str] = field(default_factory=list)  # drafts made or updated (seawall.reporting)
 
 
 def audit_sampled(settings: Settings, assessment_id: int) -> bool:
@@ -1092,6 +1093,18 @@ def _finalise(
         elif row.outcome != "csam" and case.state in ("open", "captured", "assessed"):
             case.state = "closed"
             case.closed_at = now
+    if row.outcome == "csam":
+        # Authority report drafts (rows only: anything sent goes through the task queue after commit).
+        from seawall.reporting import service as reporting
+
+        drafted = reporting.draft_from_decision(
+            session,
+            settings,
+            actor,
+            row,
+            [case] if case is not None else cases_of(session, item),  # type: ignore[arg-type]
+        )
+        result.authority_reports = [r.reference for r in drafted.reports]
     events.add(
         "assessment.confirm",
         "assessment",

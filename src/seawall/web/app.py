@@ -278,6 +278,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     from seawall.matching.api import router as matching_router
     from seawall.matching.hma import router as hma_router
     from seawall.matching.views import router as matching_console_router
+    from seawall.reporting.api import router as reporting_router
+    from seawall.reporting.views import router as reporting_console_router
     from seawall.review.views import router as review_router
     from seawall.scan.api import router as scan_router
     from seawall.selfreport.views import router as selfreport_router
@@ -292,6 +294,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(matching_admin_router)
     app.include_router(hma_router)
     app.include_router(hotline_router)
+    app.include_router(reporting_router)
+    app.include_router(reporting_console_router)
     app.include_router(scan_router)
     app.include_router(hotline_public_router)
     app.include_router(selfreport_router)
