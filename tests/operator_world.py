@@ -49,6 +49,7 @@ class OperatorWorld:
     case_reference: str
     case_id: int
     report_reference: str
+    authority_report: str
     entry_id: int
     quarantined_entry: int
     delivery_id: int
@@ -165,10 +166,17 @@ def build_world(
     lists_service.add_entries(
         db, SYSTEM, hotline, [EntryRecord("pdq", ITEM_PDQ, external_id=f"hotline-item:{item.id}")]
     )
+    # A platform's authority report draft (CyberTipline).
+    from seawall.reporting import service as reporting_service
+
+    authority_report, _ = reporting_service.create_from_api(
+        db, settings, SYSTEM, owner="platform-x", authority="ncmec", external_id="t-1", facts={}, files=[], events=[]
+    )
     db.commit()
     return OperatorWorld(
         case_reference=done.case.reference,
         case_id=done.case.id,
+        authority_report=authority_report.reference,
         report_reference=done.report.reference,
         entry_id=entry.id,
         quarantined_entry=md5_entry.id,

@@ -61,6 +61,8 @@ PAGES: dict[str, tuple[str, str]] = {
     "/review/team": ("/review/team", "qa"),
     "/qa": ("/qa", "qa"),
     "/qa/{assessment_id}": ("/qa/{assessment}", "qa"),
+    "/authority-reports": ("/authority-reports", "reports:read"),
+    "/authority-reports/{reference}": ("/authority-reports/{authority_report}", "reports:read"),
 }
 # Console GET routes that are not pages a role opens from a link: each is covered where named.
 NOT_PAGES = {
@@ -119,7 +121,11 @@ def test_every_page_answers_each_role_as_its_scope_says(
     problems = []
     for route, (url, scope) in PAGES.items():
         url = url.format(
-            case=world.case_reference, case_id=world.case_id, item=world.item_id, assessment=world.assessment_id
+            case=world.case_reference,
+            case_id=world.case_id,
+            item=world.item_id,
+            assessment=world.assessment_id,
+            authority_report=world.authority_report,
         )
         anonymous = client.get(url, headers=HTML, follow_redirects=False)
         if anonymous.status_code != 303 or not anonymous.headers["location"].startswith("/login?next="):
