@@ -956,10 +956,12 @@ async def hma_status_live() -> PlainTextResponse:
 
 
 def _hma_routes(request: Request) -> list[Any]:
+    from fastapi.routing import iter_route_contexts
+
     return [
-        r
-        for r in request.app.routes
-        if isinstance(r, APIRoute) and (r.path.startswith(("/h/", "/m/", "/c/")) or r.path.startswith("/status"))
+        context
+        for context in iter_route_contexts(request.app.routes)
+        if (context.path or "").startswith(("/h/", "/m/", "/c/", "/status"))
     ]
 
 
