@@ -365,6 +365,8 @@ def test_enabled_ratio_is_stored_and_honoured_by_content(http: httpx.Client, liv
     # ... and so does the batch search behind /v1's many-signal matching.
     batch = service.search_signals(live_server.app.state.match_indexes, [("pdq", v) for v in values])
     assert [bool(hits) for hits in batch] == first
+    # HMA's seed (the caller's content id) names the content instead: one answer for every signal of it.
+    assert len({found(v, matcher, seed="post-1") for v in values[:6]}) == 1
     # bypass_coinflip: an admin's lookup searches every content; anyone else's is sampled still.
     assert all(found(v, admin, bypass_coinflip="true") for v in values)
     assert [found(v, matcher, bypass_coinflip="true") for v in values] == first
@@ -409,6 +411,18 @@ def test_status_openapi_unknown_routes_and_signal_types(
         assert (missing.status_code, missing.json()) == (404, {"message": "Not Found"})
     wrong_method = http.patch("/c/banks", headers=reader)
     assert (wrong_method.status_code, wrong_method.json()) == (405, {"message": "Method Not Allowed"})
+
+    # Hashing a URL (HMA's test_hashing): only http(s), and a body over the limit is 413 "Content too large".
+    hasher = _key(db, "hasher", ["hash"])
+    for bad in ("ftp://example.org/a.jpg", "file:///etc/passwd", "javascript:alert(1)", "not a url"):
+        refused_url = http.get("/h/hash", params={"url": bad}, headers=hasher)
+        assert refused_url.status_code == 400 and refused_url.json()["message"].startswith("Invalid or unsafe URL")
+    settings.fetch_allow_networks = ["127.0.0.1/32"]
+    settings.fetch_max_bytes = 2000
+    with served_host() as host:
+        host.file("/big.png", png(33, 400, 300), "image/png")
+        big = http.get("/h/hash", params={"url": f"{host.url}/big.png"}, headers=hasher)
+    assert (big.status_code, big.json()) == (413, {"message": "Content too large"})
 
     # The signal types shown: HMA's default set, or the operator's choice; /v1 keeps every type.
     assert http.get("/c/signal_type", headers=reader).json() == [

@@ -371,8 +371,10 @@ def _validated_signal(request: Request, hma_type: str, signal: str) -> tuple[str
         raise _error(400, f"invalid signal: {exc}") from None
 
 
-def _file_query(hmas: dict[str, str], hashed: dict[str, Any]) -> service.Query:
-    query = service.Query(signals={SIGNAL_NAMES[k]: [v] for k, v in hmas.items()}, media=hashed.get("media"))
+def _file_query(hmas: dict[str, str], hashed: dict[str, Any], seed: str | None = None) -> service.Query:
+    query = service.Query(
+        signals={SIGNAL_NAMES[k]: [v] for k, v in hmas.items()}, media=hashed.get("media"), sample_seed=seed
+    )
     if "pdq" in query.signals:
         query.pdq_quality = hashed.get("pdq_quality")
         query.pdq_dihedral = hashed.get("pdq_dihedral")
@@ -386,9 +388,10 @@ def _lookup_by_file(
     hashed: dict[str, Any],
     banks: list[str] | None,
     sample: bool = True,
+    seed: str | None = None,
 ) -> tuple[dict[str, Any], service.MatchOutcome]:
     """HMA's ``{signal_type: {bank: [...]}}`` for a hashed file, and Seawall's outcome."""
-    outcome, ids = _match(request, principal, _file_query(hmas, hashed), banks, sample)
+    outcome, ids = _match(request, principal, _file_query(hmas, hashed, seed), banks, sample)
     return {name: _by_bank(outcome, ids, SIGNAL_NAMES[name]) for name in hmas}, outcome
 
 
@@ -422,7 +425,7 @@ async def hma_lookup(
     signal: str | None = None,
     signal_type: str | None = None,
     banks: str | None = None,
-    seed: str | None = None,  # HMA's coinflip seed: Seawall does not sample banks
+    seed: str | None = None,  # HMA's coinflip seed: the caller's content id, names the content for ratios
     bypass_coinflip: str | None = None,
     principal: Principal = Depends(require("match")),
 ) -> JSONResponse:
@@ -430,14 +433,14 @@ async def hma_lookup(
     wanted = _banks_param(banks)
     if url:
         hmas, hashed = await _hash_url(_settings(request), url, content_type, types, principal)
-        body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted, sample)
+        body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted, sample, seed)
         if signal_type is not None:  # HMA elides the outer object when a signal type is named
             body = body.get(signal_type, {})
         return JSONResponse(body, headers=_headers(outcome))
     if not signal or not signal_type:
         raise _error(400, "Either url or both signal and signal_type are required")
     name, value = _validated_signal(request, signal_type, signal)
-    query = service.Query(signals={name: [value]})
+    query = service.Query(signals={name: [value]}, sample_seed=seed)
     outcome, ids = await run_in_threadpool(_match, request, principal, query, wanted, sample)
     return JSONResponse(_by_bank(outcome, ids, name), headers=_headers(outcome))
 
@@ -447,7 +450,8 @@ async def hma_lookup_upload(request: Request, principal: Principal = Depends(req
     sample = _sample(principal, request.query_params.get("bypass_coinflip"))
     hmas, hashed, _ = await _hash_form(request)
     wanted = _banks_param(request.query_params.get("banks"))
-    body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted, sample)
+    seed = request.query_params.get("seed")
+    body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted, sample, seed)
     return JSONResponse(body, headers=_headers(outcome))
 
 

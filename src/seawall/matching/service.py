@@ -40,10 +40,14 @@ class Query:
     vpdq: list[dict[str, Any]] | None = None  # frames: {"frame", "quality", "pdq", "timestamp"}
     url: str | None = None
     text: str | None = None
+    sample_seed: str | None = None  # names the content for enabled ratios (HMA's lookup ``seed``)
 
     def sample_key(self) -> str:
-        """What names the content for lists' enabled ratios: its first signal in a fixed order (a
-        lookup by PDQ alone and one by the file's PDQ and MD5 name the same content), else its URL or text."""
+        """What names the content for lists' enabled ratios: the caller's own content id if it gave
+        one (HMA's ``seed``), else its first signal in a fixed order (a lookup by PDQ alone and one
+        by the file's PDQ and MD5 name the same content), else its URL or text."""
+        if self.sample_seed is not None:
+            return f"seed:{self.sample_seed}"
         for name in ("pdq", "md5", "sha1", "sha256", *sorted(self.signals)):
             if self.signals.get(name):
                 return f"{name}:{self.signals[name][0]}"
