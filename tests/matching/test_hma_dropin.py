@@ -189,6 +189,10 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     assert moved.json() == {"RENAMED_BANK": [{"bank_content_id": signal_id, "distance": "0"}]}
     assert lists_service.feed_list(db, "COOP_BANK").name == "RENAMED_BANK"
     db.rollback()
+    # A key limited to some lists renames only to a name within them (else another tenant's key could gain it).
+    limited_admin = _key(db, "limited-admin", ["admin", "lists:read", "lists:write"], lists=["RENAMED_BANK"])
+    elsewhere = http.put("/c/bank/RENAMED_BANK", json={"name": "ELSEWHERE"}, headers=limited_admin)
+    assert elsewhere.status_code == 403 and "limited to (RENAMED_BANK)" in elsewhere.json()["message"]
 
     # Configure an exchange (HMA's sample type), fetch, see its status; delete it.
     exchange = http.post("/c/exchanges", json={"bank": "SAMPLE", "api": "sample", "api_json": {}}, headers=admin)

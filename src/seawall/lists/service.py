@@ -270,6 +270,10 @@ def rename_list(session: Session, actor: Principal, hash_list: HashList, new_nam
     if not _NAME.match(new_name):
         raise ListError("a list name is 1-120 letters, digits, '.', '_' or '-', starting with a letter or digit")
     _check_power(actor, "rename a list")
+    if not actor.can_use_list(new_name):  # as for creating: a limited key names only its own lists
+        raise ListForbidden(
+            f"this key may only name the lists it is limited to ({', '.join(sorted(actor.lists or ()))})"
+        )
     if session.scalar(select(HashList.id).where(HashList.name == new_name)) is not None:
         raise ListError(f"a list named {new_name!r} exists already")
 
