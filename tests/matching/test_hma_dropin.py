@@ -349,6 +349,8 @@ def test_enabled_ratio_is_stored_and_honoured_by_content(http: httpx.Client, liv
     values = [hashlib.sha256(f"benign ratio sample {i}".encode()).hexdigest() for i in range(24)]
     hash_list = db.scalar(select(HashList).where(HashList.name == "HALF_BANK"))
     assert hash_list is not None and hash_list.enabled_ratio == 0.5
+    created = db.scalar(select(AuditEvent).where(AuditEvent.action == "list.create"))
+    assert created is not None and created.details["enabled_ratio"] == 0.5
     # Each its own content (added here, not one request each: the HMA routes are tested above).
     lists_service.add_entries(db, SYSTEM, hash_list, [EntryRecord("pdq", v) for v in values])
     db.commit()
@@ -380,6 +382,9 @@ def test_enabled_ratio_is_stored_and_honoured_by_content(http: httpx.Client, liv
     )
     _refresh(live_server)
     assert all(found(v, matcher) for v in values)
+    db.rollback()
+    changed = db.scalars(select(AuditEvent.details).where(AuditEvent.action == "list.update")).all()
+    assert changed == [{"name": "HALF_BANK", "enabled_ratio": 1.0}]
     # 0 turns the bank off; out of range is refused.
     assert (
         http.put("/c/bank/HALF_BANK", json={"enabled_ratio": 0}, headers=admin).json()["matching_enabled_ratio"] == 0.0

@@ -142,6 +142,7 @@ def create_list(
     thresholds: dict[str, int] | None = None,
     dihedral: bool = True,
     allowlist_scope: Sequence[str] | None = None,
+    enabled_ratio: float = 1.0,
 ) -> HashList:
     if not _NAME.match(name):
         raise ListError("a list name is 1-120 letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -157,6 +158,8 @@ def create_list(
     elif allowlist_scope is not None:
         raise ListError("only an allowlist has a scope")
     _check_thresholds(actor, checked)
+    if not 0.0 < enabled_ratio <= 1.0 or (allowlist and enabled_ratio != 1.0):
+        raise ListError("a list's enabled ratio is above 0 and at most 1, and 1 for an allowlist")
     if session.scalar(select(HashList.id).where(HashList.name == name)) is not None:
         raise ListError(f"a list named {name!r} exists already")
     hash_list = HashList(
@@ -169,6 +172,7 @@ def create_list(
         enabled=enabled,
         thresholds=checked,
         dihedral=dihedral,
+        enabled_ratio=enabled_ratio,
         created_by=actor.name,
     )
     session.add(hash_list)
@@ -176,6 +180,8 @@ def create_list(
     details: dict[str, Any] = {"name": name, "kind": kind, "allowlist": allowlist}
     if allowlist:
         details["allowlist_scope"] = hash_list.allowlist_scope
+    if enabled_ratio != 1.0:
+        details["enabled_ratio"] = enabled_ratio
     audit.record(session, actor, "list.create", "list", hash_list.id, details)
     return hash_list
 

@@ -582,9 +582,9 @@ def hma_bank_create(
             kind="hash",
             description="created through the HMA-compatible API",
             enabled=ratio > 0,
+            # A new list's ratio is its creator's to set, as its enabled flag is; changing it later is admin's.
+            enabled_ratio=ratio if ratio > 0 else 1.0,
         )
-        # A new list's ratio is its creator's to set, as its enabled flag is; changing it later is admin's.
-        hash_list.enabled_ratio = ratio if ratio > 0 else 1.0
     except lists_service.ListError as exc:
         if "exists already" in str(exc):
             raise _error(403, "Bank already exists") from None
