@@ -409,6 +409,7 @@ ROUTES: list[Route] = [
     # HMA: liveness, its OpenAPI document, and its exchanges API over Seawall's exchanges
     Route("GET", "/status/live", PUBLIC, _url("/status/live")),
     Route("GET", "/openapi/openapi.json", PUBLIC, _url("/openapi/openapi.json")),
+    Route("GET", "/c/signal_type/index", "lists:read", _url("/c/signal_type/index")),
     Route("GET", "/c/exchanges/apis", "lists:read", _url("/c/exchanges/apis")),
     Route("GET", "/c/exchanges/api/{api_name}", "lists:read", _url("/c/exchanges/api/file")),
     Route("POST", "/c/exchanges/api/{api_name}", "admin", _url("/c/exchanges/api/file", json={})),

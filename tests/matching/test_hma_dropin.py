@@ -445,5 +445,18 @@ def test_status_openapi_unknown_routes_and_signal_types(
     assert [t["name"] for t in http.get("/c/signal_type", headers=reader).json()] == ["pdq", "sha256"]
     assert http.get("/m/lookup", params={"signal_type": "sha256", "signal": sha}, headers=reader).json() == {}
     assert set(http.get("/m/index/status", headers=reader).json()) == {"pdq", "sha256"}
+    # HMA's database-against-index status, for the lists the key may use.
+    admin = _key(db, "operator", ["admin", "lists:read", "lists:write"])
+    assert http.post("/c/banks", json={"name": "INDEXED"}, headers=admin).status_code == 201
+    assert http.post("/c/bank/INDEXED/signal", json={"pdq": PDQ}, headers=admin).status_code == 200
+    _refresh(live_server)
+    index = http.get("/c/signal_type/index", headers=reader).json()
+    assert {k: (v["db_size"], v["index_size"], v["index_out_of_date"]) for k, v in index.items()} == {
+        "pdq": (1, 1, False),
+        "sha256": (0, 0, False),
+    }
+    assert index["pdq"]["newest_db_item"] > 0 and index["pdq"]["index_built_to"] > 0
+    wrong = http.get("/c/signal_type/index?signal_type=tmk", headers=reader)
+    assert (wrong.status_code, wrong.json()) == (400, {"message": "No such signal type 'tmk'"})
     sha1 = hashlib.sha1(b"benign bytes").hexdigest()
     assert http.get("/v1/match", params={"signal_type": "sha1", "value": sha1}, headers=reader).status_code == 200

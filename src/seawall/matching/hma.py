@@ -932,6 +932,48 @@ def hma_signal_types(request: Request, _: Principal = Depends(require("lists:rea
     return [{"name": name, "enabled_ratio": 1.0} for name in enabled_types(_settings(request))]
 
 
+@router.get("/c/signal_type/index", summary="HMA: index build status by signal type (database against index)")
+def hma_signal_type_index(
+    request: Request,
+    signal_type: str | None = None,
+    db: Session = Depends(get_read_db),
+    principal: Principal = Depends(require("lists:read")),
+) -> dict[str, Any]:
+    names = enabled_types(_settings(request))
+    if signal_type is not None:
+        if signal_type not in names:
+            raise _error(400, f"No such signal type '{signal_type}'")
+        names = [signal_type]
+    indexes = _indexes(request)
+    usable = {i.id: i for i in list(indexes.lists.values()) if i.kind == "hash" and not i.allowlist}
+    usable = {k: i for k, i in usable.items() if i.enabled and principal.can_use_list(i.name)}
+    built_to = int(time.time() - (time.monotonic() - indexes.last_refresh)) if indexes.last_refresh > 0 else 0
+    revisions = dict(db.execute(select(HashList.id, HashList.revision).where(HashList.id.in_(list(usable)))).all())
+    behind = any(revisions.get(k, 0) > i.checkpoint for k, i in usable.items())
+    out: dict[str, Any] = {}
+    for name in names:
+        seawall_name = SIGNAL_NAMES[name]
+        db_size, newest = db.execute(
+            select(func.count(), func.max(Entry.added_at)).where(
+                Entry.list_id.in_(list(usable)), Entry.signal_type == seawall_name, Entry.status == "active"
+            )
+        ).one()
+        index_size = 0
+        for index in usable.values():
+            if seawall_name in index.binary:
+                index_size += len(index.binary[seawall_name])
+            exact = index.exact.get(seawall_name)
+            index_size += len(exact) if exact is not None else 0
+        out[name] = {
+            "db_size": int(db_size or 0),
+            "index_size": index_size,
+            "index_out_of_date": behind or index_size != int(db_size or 0),
+            "newest_db_item": _timestamp(newest),
+            "index_built_to": built_to,
+        }
+    return out
+
+
 @router.get("/c/content_type", summary="HMA: the content types Seawall hashes")
 def hma_content_types(_: Principal = Depends(require("lists:read"))) -> list[dict[str, Any]]:
     return [{"name": name, "enabled": True} for name in CONTENT_TYPES]
