@@ -161,6 +161,8 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     policies.upsert_policy(
         db, SYSTEM, name="coop-review", conditions={"lists": ["COOP_BANK"]}, actions=[{"type": "review"}]
     )
+    lists_service.create_list(db, SYSTEM, name="coop-allow", kind="hash", allowlist=True, allowlist_scope=["COOP_BANK"])
+    exchanges_service.create_exchange(db, settings, SYSTEM, name="coop-feed", type="sample", list_name="COOP_BANK")
     db.commit()
     refused = http.put("/c/bank/COOP_BANK", json={"name": "RENAMED_BANK"}, headers=curator)
     assert refused.status_code == 403
@@ -182,8 +184,10 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
         "to": "RENAMED_BANK",
         "api_keys": ["coop"],
         "policies": ["coop-review"],
-        "allowlists": [],
+        "allowlists": ["coop-allow"],
     }
+    assert lists_service.get_list(db, "coop-allow").allowlist_scope == ["RENAMED_BANK"]
+    assert http.get("/c/exchange/coop-feed", headers=admin).json()["bank"] == "RENAMED_BANK"  # by id: it follows
     # The running index answers under the new name at once; a feed follower of the old name follows it.
     moved = http.get("/m/lookup", params={"signal_type": "pdq", "signal": PDQ}, headers=curator)
     assert moved.json() == {"RENAMED_BANK": [{"bank_content_id": signal_id, "distance": "0"}]}
@@ -197,7 +201,7 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     # Configure an exchange (HMA's sample type), fetch, see its status; delete it.
     exchange = http.post("/c/exchanges", json={"bank": "SAMPLE", "api": "sample", "api_json": {}}, headers=admin)
     assert (exchange.status_code, exchange.json()) == (201, {"message": "Created successfully"})
-    assert http.get("/c/exchanges", headers=admin).json() == ["SAMPLE"]
+    assert http.get("/c/exchanges", headers=admin).json() == ["SAMPLE", "coop-feed"]
     status = http.get("/c/exchange/SAMPLE/status", headers=admin).json()
     assert (status["last_fetch_succeeded"], status["fetched_items"], status["up_to_date"]) == (None, 0, False)
     report = exchanges_service.run_sync(live_server.app.state.sessionmaker, settings, "SAMPLE")
