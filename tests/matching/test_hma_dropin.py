@@ -161,6 +161,7 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     policies.upsert_policy(
         db, SYSTEM, name="coop-review", conditions={"lists": ["COOP_BANK"]}, actions=[{"type": "review"}]
     )
+    partner = _key(db, "partner", ["lists:read"], lists=["COOP_BANK"])  # follows the bank's feed
     lists_service.create_list(db, SYSTEM, name="coop-allow", kind="hash", allowlist=True, allowlist_scope=["COOP_BANK"])
     exchanges_service.create_exchange(db, settings, SYSTEM, name="coop-feed", type="sample", list_name="COOP_BANK")
     db.commit()
@@ -182,7 +183,7 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     assert event is not None and event.details == {
         "from": "COOP_BANK",
         "to": "RENAMED_BANK",
-        "api_keys": ["coop"],
+        "api_keys": ["coop", "partner"],
         "policies": ["coop-review"],
         "allowlists": ["coop-allow"],
     }
@@ -192,6 +193,8 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     moved = http.get("/m/lookup", params={"signal_type": "pdq", "signal": PDQ}, headers=curator)
     assert moved.json() == {"RENAMED_BANK": [{"bank_content_id": signal_id, "distance": "0"}]}
     assert lists_service.feed_list(db, "COOP_BANK").name == "RENAMED_BANK"
+    followed = http.get("/v1/lists/COOP_BANK/feed", headers=partner)
+    assert followed.status_code == 200 and followed.json()["list_uid"] == lists_service.get_list(db, "RENAMED_BANK").uid
     db.rollback()
     # A key limited to some lists renames only to a name within them (else another tenant's key could gain it).
     limited_admin = _key(db, "limited-admin", ["admin", "lists:read", "lists:write"], lists=["RENAMED_BANK"])
