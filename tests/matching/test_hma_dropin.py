@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from seawall.auth import service as auth_service
 from seawall.auth.models import ApiKey, AuditEvent
 from seawall.auth.permissions import SYSTEM
 from seawall.config import Settings
+from seawall.db import transaction
 from seawall.lists import service as lists_service
 from seawall.lists.exchanges import service as exchanges_service
 from seawall.lists.exchanges.sample import SAMPLE_SIGNALS
@@ -32,9 +34,18 @@ from webhost import png, served_host
 PDQ = hashlib.sha256(b"benign hma drop-in meadow").hexdigest()
 
 
-def _key(db: Session, name: str, scopes: list[str], lists: list[str] | None = None) -> dict[str, str]:
-    new = auth_service.create_api_key(db, SYSTEM, name=name, scopes=scopes, lists=lists)
-    db.commit()
+@contextmanager
+def _writing(live_server: Any) -> Iterator[Session]:
+    """A write session of the served app's own: on SQLite it takes the write lock when it begins,
+    so a write made mid-test waits for the server's (a key's "last used" stamp after a response)
+    instead of failing on a stale read snapshot as the test's deferred session can."""
+    with transaction(live_server.app.state.sessionmaker) as session:
+        yield session
+
+
+def _key(live_server: Any, name: str, scopes: list[str], lists: list[str] | None = None) -> dict[str, str]:
+    with _writing(live_server) as session:
+        new = auth_service.create_api_key(session, SYSTEM, name=name, scopes=scopes, lists=lists)
     return {"authorization": f"Bearer {new.secret}"}
 
 
@@ -57,8 +68,10 @@ def _pdq_of(data: bytes, tmp_path: Any) -> str:
 def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     http: httpx.Client, live_server: Any, db: Session, settings: Settings, tmp_path: Any
 ) -> None:
-    curator = _key(db, "coop", ["match", "hash", "lists:read", "lists:write"], lists=["COOP_BANK", "RENAMED_BANK"])
-    admin = _key(db, "operator", ["admin", "match", "hash", "lists:read", "lists:write"])
+    curator = _key(
+        live_server, "coop", ["match", "hash", "lists:read", "lists:write"], lists=["COOP_BANK", "RENAMED_BANK"]
+    )
+    admin = _key(live_server, "operator", ["admin", "match", "hash", "lists:read", "lists:write"])
     # Create a bank.
     created = http.post("/c/banks", json={"name": "COOP_BANK"}, headers=curator)
     assert (created.status_code, created.json()) == (201, {"name": "COOP_BANK", "matching_enabled_ratio": 1.0})
@@ -150,21 +163,24 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     assert for_good.json()["disable_until_ts"] == 0
     shown = http.get(f"/c/bank/COOP_BANK/content/{signal_id}", headers=curator).json()
     assert (shown["enabled"], shown["disable_until_ts"]) == (False, 0)
-    db.rollback()
     # The worker re-enables only what was disabled until a time: 0 stays disabled.
-    assert lists_service.reenable_expired(db, SYSTEM, now=datetime.now(UTC) + timedelta(days=3650)) == 0
-    db.commit()
+    with _writing(live_server) as session:
+        assert lists_service.reenable_expired(session, SYSTEM, now=datetime.now(UTC) + timedelta(days=3650)) == 0
     again = http.put(f"/c/bank/COOP_BANK/content/{signal_id}", json={"disable_until_ts": 1}, headers=curator)
     assert again.json()["disable_until_ts"] == 1
 
     # Rename: an admin's act (it changes what every caller sees). Keys' limits and policies follow.
-    policies.upsert_policy(
-        db, SYSTEM, name="coop-review", conditions={"lists": ["COOP_BANK"]}, actions=[{"type": "review"}]
-    )
-    partner = _key(db, "partner", ["lists:read"], lists=["COOP_BANK"])  # follows the bank's feed
-    lists_service.create_list(db, SYSTEM, name="coop-allow", kind="hash", allowlist=True, allowlist_scope=["COOP_BANK"])
-    exchanges_service.create_exchange(db, settings, SYSTEM, name="coop-feed", type="sample", list_name="COOP_BANK")
-    db.commit()
+    partner = _key(live_server, "partner", ["lists:read"], lists=["COOP_BANK"])  # follows the bank's feed
+    with _writing(live_server) as session:
+        policies.upsert_policy(
+            session, SYSTEM, name="coop-review", conditions={"lists": ["COOP_BANK"]}, actions=[{"type": "review"}]
+        )
+        lists_service.create_list(
+            session, SYSTEM, name="coop-allow", kind="hash", allowlist=True, allowlist_scope=["COOP_BANK"]
+        )
+        exchanges_service.create_exchange(
+            session, settings, SYSTEM, name="coop-feed", type="sample", list_name="COOP_BANK"
+        )
     refused = http.put("/c/bank/COOP_BANK", json={"name": "RENAMED_BANK"}, headers=curator)
     assert refused.status_code == 403
     taken = http.post("/c/banks", json={"name": "TAKEN_BANK"}, headers=admin)
@@ -197,7 +213,7 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     assert followed.status_code == 200 and followed.json()["list_uid"] == lists_service.get_list(db, "RENAMED_BANK").uid
     db.rollback()
     # A key limited to some lists renames only to a name within them (else another tenant's key could gain it).
-    limited_admin = _key(db, "limited-admin", ["admin", "lists:read", "lists:write"], lists=["RENAMED_BANK"])
+    limited_admin = _key(live_server, "limited-admin", ["admin", "lists:read", "lists:write"], lists=["RENAMED_BANK"])
     elsewhere = http.put("/c/bank/RENAMED_BANK", json={"name": "ELSEWHERE"}, headers=limited_admin)
     assert elsewhere.status_code == 403 and "limited to (RENAMED_BANK)" in elsewhere.json()["message"]
 
@@ -241,9 +257,9 @@ def test_coop_flow_banks_contents_notes_rename_and_an_exchange(
     assert http.delete("/c/exchange/SAMPLE", headers=admin).json() == {"message": "Exchange deleted"}
 
 
-def test_exchange_apis_schemas_credentials_and_errors(http: httpx.Client, db: Session) -> None:
-    admin = _key(db, "operator", ["admin", "lists:read", "lists:write"])
-    curator = _key(db, "curator", ["lists:read", "lists:write"])
+def test_exchange_apis_schemas_credentials_and_errors(http: httpx.Client, live_server: Any, db: Session) -> None:
+    admin = _key(live_server, "operator", ["admin", "lists:read", "lists:write"])
+    curator = _key(live_server, "curator", ["lists:read", "lists:write"])
     assert http.get("/c/exchanges/apis", headers=curator).json() == ["file", "seawall", "ncmec", "stopncii", "sample"]
     assert http.get("/c/exchanges/api/sample", headers=curator).json() == {
         "supports_authentification": False,
@@ -334,7 +350,7 @@ def test_exchange_apis_schemas_credentials_and_errors(http: httpx.Client, db: Se
     assert http.get("/c/exchange/NO_SUCH/credentials", headers=admin).status_code == 404
 
     # A key limited to other lists learns nothing of this exchange.
-    limited = _key(db, "limited", ["lists:read", "lists:write", "admin"], lists=["OTHER"])
+    limited = _key(live_server, "limited", ["lists:read", "lists:write", "admin"], lists=["OTHER"])
     assert http.get("/c/exchanges", headers=limited).json() == []
     hidden = http.get("/c/exchange/NCMEC_HASHES/status", headers=limited)
     assert (hidden.status_code, hidden.json()) == (404, {"message": "Exchange 'NCMEC_HASHES' not found"})
@@ -349,8 +365,8 @@ def test_exchange_apis_schemas_credentials_and_errors(http: httpx.Client, db: Se
 
 
 def test_enabled_ratio_is_stored_and_honoured_by_content(http: httpx.Client, live_server: Any, db: Session) -> None:
-    admin = _key(db, "operator", ["admin", "match", "lists:read", "lists:write"])
-    matcher = _key(db, "matcher", ["match", "lists:read"])
+    admin = _key(live_server, "operator", ["admin", "match", "lists:read", "lists:write"])
+    matcher = _key(live_server, "matcher", ["match", "lists:read"])
     half = http.post("/c/banks", json={"name": "HALF_BANK", "enabled_ratio": 0.5}, headers=admin)
     assert half.json() == {"name": "HALF_BANK", "matching_enabled_ratio": 0.5}
     values = [hashlib.sha256(f"benign ratio sample {i}".encode()).hexdigest() for i in range(24)]
@@ -359,8 +375,10 @@ def test_enabled_ratio_is_stored_and_honoured_by_content(http: httpx.Client, liv
     created = db.scalar(select(AuditEvent).where(AuditEvent.action == "list.create"))
     assert created is not None and created.details["enabled_ratio"] == 0.5
     # Each its own content (added here, not one request each: the HMA routes are tested above).
-    lists_service.add_entries(db, SYSTEM, hash_list, [EntryRecord("pdq", v) for v in values])
-    db.commit()
+    with _writing(live_server) as session:
+        half_bank = lists_service.get_list(session, "HALF_BANK")
+        lists_service.add_entries(session, SYSTEM, half_bank, [EntryRecord("pdq", v) for v in values])
+    db.rollback()
     _refresh(live_server)
 
     def found(value: str, headers: dict[str, str], **extra: str) -> bool:
@@ -403,7 +421,7 @@ def test_enabled_ratio_is_stored_and_honoured_by_content(http: httpx.Client, liv
 def test_status_openapi_unknown_routes_and_signal_types(
     http: httpx.Client, live_server: Any, db: Session, settings: Settings
 ) -> None:
-    reader = _key(db, "reader", ["lists:read", "match"])
+    reader = _key(live_server, "reader", ["lists:read", "match"])
     spec = http.get("/openapi/openapi.json")
     assert spec.status_code == 200 and spec.json()["info"]["title"] == "Open Media Match API"
     paths = spec.json()["paths"]
@@ -429,7 +447,7 @@ def test_status_openapi_unknown_routes_and_signal_types(
     assert (wrong_method.status_code, wrong_method.json()) == (405, {"message": "Method Not Allowed"})
 
     # Hashing a URL (HMA's test_hashing): only http(s), and a body over the limit is 413 "Content too large".
-    hasher = _key(db, "hasher", ["hash"])
+    hasher = _key(live_server, "hasher", ["hash"])
     for bad in ("ftp://example.org/a.jpg", "file:///etc/passwd", "javascript:alert(1)", "not a url"):
         refused_url = http.get("/h/hash", params={"url": bad}, headers=hasher)
         assert refused_url.status_code == 400 and refused_url.json()["message"].startswith("Invalid or unsafe URL")
@@ -453,7 +471,7 @@ def test_status_openapi_unknown_routes_and_signal_types(
     assert http.get("/m/lookup", params={"signal_type": "sha256", "signal": sha}, headers=reader).json() == {}
     assert set(http.get("/m/index/status", headers=reader).json()) == {"pdq", "sha256"}
     # HMA's database-against-index status, for the lists the key may use.
-    admin = _key(db, "operator", ["admin", "lists:read", "lists:write"])
+    admin = _key(live_server, "operator", ["admin", "lists:read", "lists:write"])
     assert http.post("/c/banks", json={"name": "INDEXED"}, headers=admin).status_code == 201
     assert http.post("/c/bank/INDEXED/signal", json={"pdq": PDQ}, headers=admin).status_code == 200
     _refresh(live_server)
