@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(20.0, description="Total time a fetch may take, redirects included.")
     fetch_max_redirects: int = Field(5, description="Redirects a fetch follows, each re-checked.")
 
+    # the HMA-compatible API (/h, /m, /c): what it shows, as HMA's own configuration would
+    hma_signal_types: list[str] = Field(
+        default_factory=lambda: ["pdq", "video_md5"],
+        description="Signal types the HMA-compatible API shows and accepts (HMA's names; also md5, sha1, "
+        "sha256). /v1 always has every type.",
+    )
+    hma_index_stale_seconds: float = Field(
+        60.0, description="/status answers INDEX-STALE (503) when the indexes were last refreshed longer ago."
+    )
+
     # matching
     index_refresh_seconds: float = Field(0.5, description="How often a process applies list changes to its indexes.")
     match_low_quality: bool = Field(False, description="Match PDQ hashes of quality below 50 too.")

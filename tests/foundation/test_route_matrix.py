@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ def _url_fn(fn: Callable[[World], str], **kw: Any) -> Callable[[World], dict[str
 
 
 CSV = f"signal_type,value\nmd5,{MINE_MD5}\n".encode()
+_BANKS = itertools.count(1)  # a new bank name for each exchange an allowed caller creates
 
 ROUTES: list[Route] = [
     # health, documentation, static files, login
@@ -449,6 +451,50 @@ ROUTES: list[Route] = [
     Route("GET", "/v1/cases/{reference}", "reports:read", _url("/v1/cases/C-00000-00000")),
     Route("GET", "/v1/assessments", "reports:read", _url("/v1/assessments", params={"state": "submitted"})),
     Route("GET", "/c/content_type", "lists:read", _url("/c/content_type")),
+    # HMA: liveness, its OpenAPI document, and its exchanges API over Seawall's exchanges
+    Route("GET", "/status/live", PUBLIC, _url("/status/live")),
+    Route("GET", "/openapi/openapi.json", PUBLIC, _url("/openapi/openapi.json")),
+    Route("GET", "/c/signal_type/index", "lists:read", _url("/c/signal_type/index")),
+    Route("GET", "/c/exchanges/apis", "lists:read", _url("/c/exchanges/apis")),
+    Route("GET", "/c/exchanges/api/{api_name}", "lists:read", _url("/c/exchanges/api/file")),
+    Route("POST", "/c/exchanges/api/{api_name}", "admin", _url("/c/exchanges/api/file", json={})),
+    Route("GET", "/c/exchanges/api/{api_name}/schema", "lists:read", _url("/c/exchanges/api/ncmec/schema")),
+    Route("GET", "/c/exchanges", "lists:write", _url("/c/exchanges")),
+    Route(
+        "POST",
+        "/c/exchanges",
+        "admin",
+        lambda w: {"url": "/c/exchanges", "json": {"bank": f"HMA_SAMPLE_{next(_BANKS)}", "api": "sample"}},
+    ),
+    Route(
+        "GET",
+        "/c/exchange/{exchange_name}",
+        "lists:write",
+        _url("/c/exchange/mine-feed"),
+        theirs=_url("/c/exchange/theirs-feed"),
+    ),
+    Route(
+        "GET",
+        "/c/exchange/{exchange_name}/status",
+        "lists:write",
+        _url("/c/exchange/mine-feed/status"),
+        theirs=_url("/c/exchange/theirs-feed/status"),
+    ),
+    Route("PUT", "/c/exchange/{exchange_name}", "admin", _url("/c/exchange/mine-feed", json={"enabled": True})),
+    Route("DELETE", "/c/exchange/{exchange_name}", "admin", _url("/c/exchange/NO_SUCH_EXCHANGE")),
+    Route(
+        "GET",
+        "/c/exchange/{exchange_name}/credentials",
+        "lists:write",
+        _url("/c/exchange/mine-feed/credentials"),
+        theirs=_url("/c/exchange/theirs-feed/credentials"),
+    ),
+    Route(
+        "POST",
+        "/c/exchange/{exchange_name}/credentials",
+        "admin",
+        _url("/c/exchange/mine-feed/credentials", json={"credential_json": None}),
+    ),
     # the hotline: notices to hosts (analysts read, senior analysts act)
     Route("GET", "/v1/notices", "reports:read", _url("/v1/notices", params={"state": "sent"})),
     Route("GET", "/v1/notices/{notice_id}", "reports:read", _url("/v1/notices/999999")),

@@ -712,7 +712,7 @@ def test_registry_lists_builtins_and_plugins_through_entry_points(monkeypatch: p
     base.reload_exchange_types()
     try:
         # The plugin's class must call itself by its entry point's name; a built-in name is never replaced.
-        assert list(base.exchange_types()) == ["file", "seawall", "ncmec", "stopncii", "myhotline"]
+        assert list(base.exchange_types()) == ["file", "seawall", "ncmec", "stopncii", "sample", "myhotline"]
         assert base.get_exchange_type("myhotline") is MyHotlineExchange
         with pytest.raises(KeyError, match="unknown exchange type 'other'"):
             base.get_exchange_type("other")

@@ -81,9 +81,18 @@ def test_bank_curation_in_hma_shapes(client: TestClient, db: Session, curator: d
     off = client.put("/c/bank/MY_TEST_BANK", json={"enabled": False}, headers=admin)
     assert off.json() == {"name": "MY_TEST_BANK", "matching_enabled_ratio": 0.0}
     sampled = client.put("/c/bank/MY_TEST_BANK", json={"enabled_ratio": 0.5}, headers=admin)
-    assert sampled.json() == {"name": "MY_TEST_BANK", "matching_enabled_ratio": 1.0}  # Seawall never samples
-    renamed = client.put("/c/bank/MY_TEST_BANK", json={"name": "OTHER"}, headers=curator)
-    assert renamed.status_code == 400 and "does not rename" in renamed.json()["message"]
+    assert sampled.json() == {"name": "MY_TEST_BANK", "matching_enabled_ratio": 0.5}
+    ratio = client.put("/c/bank/MY_TEST_BANK", json={"enabled_ratio": 0.25}, headers=curator)
+    assert ratio.json() == {
+        "message": "only an admin may change the share of contents a list is matched for: "
+        "it changes matching for every caller"
+    }
+    renamed = client.put("/c/bank/MY_TEST_BANK", json={"name": "OTHER_NAME"}, headers=curator)
+    assert renamed.json() == {"message": "only an admin may rename a list: it changes matching for every caller"}
+    bad_name = client.put("/c/bank/MY_TEST_BANK", json={"name": "1_invalid_name"}, headers=admin)
+    assert (bad_name.status_code, bad_name.json()) == (400, {"message": "Bank names must be UPPER_WITH_UNDERSCORE"})
+    back_on = client.put("/c/bank/MY_TEST_BANK", json={"enabled": True}, headers=admin)
+    assert back_on.json() == {"name": "MY_TEST_BANK", "matching_enabled_ratio": 1.0}
     bad_ratio = client.put("/c/bank/MY_TEST_BANK", json={"enabled_ratio": "lots"}, headers=curator)
     assert (bad_ratio.status_code, bad_ratio.json()) == (400, {"message": "Invalid float: 'lots'"})
 
@@ -121,6 +130,8 @@ def test_signals_content_and_lookups(client: TestClient, db: Session, curator: d
         "disable_until_ts": 1,
         "collab_metadata": {},
         "original_media_uri": None,
+        "metadata": None,
+        "note": None,
     }
     with_signals = client.get(f"/c/bank/TEST_BANK/content/{content_id}?include_signals=true", headers=curator)
     assert with_signals.json()["signals"] == {"pdq": PDQ_A, "video_md5": MD5}
@@ -163,15 +174,19 @@ def test_signals_content_and_lookups(client: TestClient, db: Session, curator: d
     disabled = client.put(
         f"/c/bank/TEST_BANK/content/{content_id}", json={"disable_until_ts": until}, headers=curator
     ).json()
-    assert (disabled["enabled"], disabled["disable_until_ts"]) == (False, until)
+    assert disabled["disable_until_ts"] == until
     _refresh(client)
     assert client.get("/m/lookup", params={"signal_type": "pdq", "signal": PDQ_A}, headers=curator).json() == {}
     too_far = client.put(
         f"/c/bank/TEST_BANK/content/{content_id}", json={"disable_until_ts": 9999999999}, headers=curator
     )
     assert too_far.json() == {"message": "disable_until_ts must be less than 5 years in the future"}
-    enabled = client.put(f"/c/bank/TEST_BANK/content/{content_id}", json={"disable_until_ts": 0}, headers=curator)
-    assert (enabled.json()["enabled"], enabled.json()["disable_until_ts"]) == (True, 1)
+    for_good = client.put(f"/c/bank/TEST_BANK/content/{content_id}", json={"disable_until_ts": 0}, headers=curator)
+    assert for_good.json()["disable_until_ts"] == 0  # HMA: 0 is disabled for good
+    shown = client.get(f"/c/bank/TEST_BANK/content/{content_id}", headers=curator).json()
+    assert (shown["enabled"], shown["disable_until_ts"]) == (False, 0)
+    enabled = client.put(f"/c/bank/TEST_BANK/content/{content_id}", json={"disable_until_ts": 1}, headers=curator)
+    assert enabled.json()["disable_until_ts"] == 1
 
     assert client.delete(f"/c/bank/TEST_BANK/content/{content_id}", headers=curator).json() == {"deleted": 1}
     assert client.delete(f"/c/bank/TEST_BANK/content/{content_id}", headers=curator).json() == {"deleted": 0}
@@ -190,7 +205,7 @@ def test_signals_content_and_lookups(client: TestClient, db: Session, curator: d
 
 
 def test_hash_upload_bank_by_file_and_lookup_a_mirrored_copy(
-    client: TestClient, db: Session, curator: dict[str, str], tmp_path: Path
+    client: TestClient, db: Session, curator: dict[str, str], tmp_path: Path, settings: Settings
 ) -> None:
     original = benign_image(11)
     photo = tmp_path / "photo.png"
@@ -198,6 +213,11 @@ def test_hash_upload_bank_by_file_and_lookup_a_mirrored_copy(
     expected = hash_file(photo)["pdq"]
     hashed = client.post("/h/hash", files={"photo": ("photo.png", photo.read_bytes(), "image/png")}, headers=curator)
     assert (hashed.status_code, hashed.json()) == (200, {"pdq": expected})
+    refused = client.post(
+        "/h/hash?types=pdq,sha256", files={"photo": ("photo.png", photo.read_bytes(), "image/png")}, headers=curator
+    )
+    assert refused.json() == {"message": "signal type 'sha256' doesn't exist or is disabled"}
+    settings.hma_signal_types = ["pdq", "video_md5", "sha256"]  # the operator shows SHA-256 too
     extra = client.post(
         "/h/hash?types=pdq,sha256",
         files={"photo": ("photo.png", photo.read_bytes(), "image/png")},
@@ -375,8 +395,6 @@ def test_compare_index_status_and_configuration(client: TestClient, db: Session,
     assert {k: (v["present"], v["size"]) for k, v in status.items()} == {
         "pdq": (True, 1),
         "video_md5": (True, 1),
-        "sha1": (True, 0),
-        "sha256": (True, 0),
     }
     assert client.get("/m/index/status?signal_type=nope", headers=curator).json() == {
         "message": "No such signal type 'nope'"
@@ -384,8 +402,6 @@ def test_compare_index_status_and_configuration(client: TestClient, db: Session,
     assert client.get("/c/signal_type", headers=curator).json() == [
         {"name": "pdq", "enabled_ratio": 1.0},
         {"name": "video_md5", "enabled_ratio": 1.0},
-        {"name": "sha1", "enabled_ratio": 1.0},
-        {"name": "sha256", "enabled_ratio": 1.0},
     ]
     assert client.get("/c/content_type", headers=curator).json() == [
         {"name": "photo", "enabled": True},

@@ -233,12 +233,15 @@ def feed(
     db: Session = Depends(get_db),
     principal: Principal = Depends(require("lists:read")),
 ) -> Feed:
-    if not principal.can_use_list(name):
-        raise HTTPException(404, f"no list named {name!r}")
     try:
         hash_list = service.feed_list(db, name)
-    except service.ListNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    except service.ListNotFound:
+        hash_list = None
+    # A key may read the feed under a name it may use, or under the old name of a list renamed
+    # since that it may use now (a rename moves keys' limits to the new name).
+    renamed = hash_list is not None and hash_list.deleted_at is None and hash_list.name != name
+    if hash_list is None or not (principal.can_use_list(name) or (renamed and principal.can_use_list(hash_list.name))):
+        raise HTTPException(404, f"no list named {name!r}")
     changes = service.changes_since(db, hash_list, since, limit + 1)
     more = len(changes) > limit
     changes = changes[:limit]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from seawall.db import Base, UTCDateTime, utcnow
@@ -37,6 +37,9 @@ class HashList(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(200), default="")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # HMA's matching_enabled_ratio: the share of contents (chosen by a stable hash of the content,
+    # so the same content is always in or out) an enabled list is matched for. 1.0: every content.
+    enabled_ratio: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     allowlist: Mapped[bool] = mapped_column(Boolean, default=False)
     # Per-signal-type match thresholds, e.g. {"pdq": 31}; a type not named uses its default.
     thresholds: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)

@@ -88,7 +88,8 @@ def list_lists(session: Session, names: Iterable[str] | None = None) -> list[Has
 
 def feed_list(session: Session, name: str) -> HashList:
     """The list a feed follower asking for ``name`` reads: the live list of that name, else the
-    newest deleted one that had it (its retractions are what the follower still needs)."""
+    newest list that had it: a deleted one (its retractions are what the follower still needs) or
+    one renamed since (the follower keeps following it)."""
     try:
         return get_list(session, name)
     except ListNotFound:
@@ -143,6 +144,7 @@ def create_list(
     dihedral: bool = True,
     allowlist_scope: Sequence[str] | None = None,
     regions: bool = True,
+    enabled_ratio: float = 1.0,
 ) -> HashList:
     if not _NAME.match(name):
         raise ListError("a list name is 1-120 letters, digits, '.', '_' or '-', starting with a letter or digit")
@@ -160,6 +162,8 @@ def create_list(
     _check_thresholds(actor, checked)
     if not regions:
         _check_power(actor, "switch a list's region matching")
+    if not 0.0 < enabled_ratio <= 1.0 or (allowlist and enabled_ratio != 1.0):
+        raise ListError("a list's enabled ratio is above 0 and at most 1, and 1 for an allowlist")
     if session.scalar(select(HashList.id).where(HashList.name == name)) is not None:
         raise ListError(f"a list named {name!r} exists already")
     hash_list = HashList(
@@ -173,6 +177,7 @@ def create_list(
         thresholds=checked,
         dihedral=dihedral,
         regions=regions,
+        enabled_ratio=enabled_ratio,
         created_by=actor.name,
     )
     session.add(hash_list)
@@ -180,6 +185,8 @@ def create_list(
     details: dict[str, Any] = {"name": name, "kind": kind, "allowlist": allowlist}
     if allowlist:
         details["allowlist_scope"] = hash_list.allowlist_scope
+    if enabled_ratio != 1.0:
+        details["enabled_ratio"] = enabled_ratio
     audit.record(session, actor, "list.create", "list", hash_list.id, details)
     return hash_list
 
@@ -213,6 +220,7 @@ def update_list(
     allowlist: bool | None = None,
     allowlist_scope: Sequence[str] | _Unset | None = UNSET,
     regions: bool | None = None,
+    enabled_ratio: float | None = None,
 ) -> HashList:
     """Change a list's settings; each is a list-level change that matchers pick up like entry changes.
 
@@ -222,6 +230,13 @@ def update_list(
     if enabled is not None and enabled != hash_list.enabled:
         _check_power(actor, "enable or disable a list")
         hash_list.enabled = changed["enabled"] = enabled
+    if enabled_ratio is not None and enabled_ratio != hash_list.enabled_ratio:
+        if not 0.0 < enabled_ratio <= 1.0:
+            raise ListError("a list's enabled ratio is above 0 and at most 1 (0: disable the list)")
+        if hash_list.allowlist:
+            raise ListError("an allowlist applies to every content: it takes no enabled ratio")
+        _check_power(actor, "change the share of contents a list is matched for")
+        hash_list.enabled_ratio = changed["enabled_ratio"] = enabled_ratio
     if description is not None and description != hash_list.description:
         hash_list.description = changed["description"] = description
     if thresholds is not None:
@@ -253,6 +268,72 @@ def update_list(
         revision = _bump_revision(session, hash_list, 1)
         session.add(ListChange(list_id=hash_list.id, revision=revision, op="list", details=changed, actor=actor.name))
         audit.record(session, actor, "list.update", "list", hash_list.id, {"name": hash_list.name, **changed})
+    return hash_list
+
+
+def rename_list(session: Session, actor: Principal, hash_list: HashList, new_name: str) -> HashList:
+    """Give a list a new name, and everything that names it the new name in the same transaction:
+    API keys' list limits, policies' conditions, allowlists' scopes. Exchanges refer to the list by
+    id and follow it; a partner following its feed under the old name keeps reading it there
+    (``feed_list``) until another list takes that name. Changes what every caller sees: admin only."""
+    from seawall.auth.models import ApiKey
+    from seawall.matching.models import Policy
+
+    old = hash_list.name
+    if new_name == old:
+        return hash_list
+    if not _NAME.match(new_name):
+        raise ListError("a list name is 1-120 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    _check_power(actor, "rename a list")
+    if not actor.can_use_list(new_name):  # as for creating: a limited key names only its own lists
+        raise ListForbidden(
+            f"this key may only name the lists it is limited to ({', '.join(sorted(actor.lists or ()))})"
+        )
+    if session.scalar(select(HashList.id).where(HashList.name == new_name)) is not None:
+        raise ListError(f"a list named {new_name!r} exists already")
+
+    def renamed(names: Sequence[str]) -> list[str]:
+        return sorted({new_name if n == old else n for n in names})
+
+    keys = [k for k in session.scalars(select(ApiKey)) if k.lists and old in k.lists]
+    for key in keys:
+        key.lists = renamed(key.lists or [])
+    rules = [p for p in session.scalars(select(Policy)) if old in (p.conditions or {}).get("lists", [])]
+    for rule in rules:
+        rule.conditions = {**rule.conditions, "lists": renamed(rule.conditions["lists"])}
+    scoped = [
+        h
+        for h in session.scalars(select(HashList).where(HashList.allowlist.is_(True)))
+        if old in (h.allowlist_scope or [])
+    ]
+    for allowlist in scoped:
+        allowlist.allowlist_scope = renamed(allowlist.allowlist_scope or [])
+    hash_list.name = new_name
+    hash_list.former_name = old  # the feed under the old name follows it (see feed_list)
+    session.flush()
+    revision = _bump_revision(session, hash_list, 1)
+    details = {"renamed_from": old, "name": new_name}
+    session.add(ListChange(list_id=hash_list.id, revision=revision, op="list", details=details, actor=actor.name))
+    audit.record(
+        session,
+        actor,
+        "list.rename",
+        "list",
+        hash_list.id,
+        {
+            "from": old,
+            "to": new_name,
+            "api_keys": sorted(k.name for k in keys),
+            "policies": sorted(p.name for p in rules),
+            "allowlists": sorted(h.name for h in scoped),
+        },
+    )
+    if keys:  # a key's cached principal still names the old list: forget it once this commits
+        from sqlalchemy import event
+
+        from seawall.auth.service import clear_key_cache
+
+        event.listen(session, "after_commit", lambda _session: clear_key_cache(), once=True)
     return hash_list
 
 
@@ -712,6 +793,43 @@ def set_status(
                 hash_list.id,
                 {"name": hash_list.name, "entries": [e.id for e in entries_of_list], "reason": reason},
             )
+    session.flush()
+    return len(todo)
+
+
+def set_note(session: Session, actor: Principal, entries: Sequence[Entry], note: str) -> int:
+    """Give entries a new note (``""`` clears it), each a change feed followers see, with one audit
+    event per list; returns how many changed."""
+    todo = [e for e in entries if (e.note or "") != note]
+    by_list: dict[int, list[Entry]] = {}
+    for entry in todo:
+        by_list.setdefault(entry.list_id, []).append(entry)
+    now = utcnow()
+    for entries_of_list in by_list.values():
+        hash_list = entries_of_list[0].hash_list
+        first = _bump_revision(session, hash_list, len(entries_of_list))
+        for i, entry in enumerate(entries_of_list):
+            entry.note = note
+            entry.revision = first + i
+            session.add(
+                ListChange(
+                    list_id=hash_list.id,
+                    revision=first + i,
+                    entry_id=entry.id,
+                    op="update",
+                    details={"note": note},
+                    changed_at=now,
+                    actor=actor.name,
+                )
+            )
+        audit.record(
+            session,
+            actor,
+            "entry.note",
+            "list",
+            hash_list.id,
+            {"name": hash_list.name, "entries": [e.id for e in entries_of_list]},
+        )
     session.flush()
     return len(todo)
 

@@ -135,11 +135,17 @@ def _loads(raw: str | bytes, message: str) -> Any:
         raise _error(status, said) from None
 
 
-def _seawall_signal(hma_name: str) -> str:
-    name = SIGNAL_NAMES.get(hma_name.strip().lower())
-    if name is None:
+def enabled_types(settings: Settings) -> list[str]:
+    """The HMA names of the signal types the HMA surface shows (``hma_signal_types``; HMA's own
+    default set unless the operator chose another), in the configured order."""
+    return [name for name in dict.fromkeys(settings.hma_signal_types) if name in SIGNAL_NAMES]
+
+
+def _seawall_signal(hma_name: str, settings: Settings) -> str:
+    wanted = hma_name.strip().lower()
+    if wanted not in enabled_types(settings):
         raise _error(400, f"No such SignalType '{hma_name}'")
-    return name
+    return SIGNAL_NAMES[wanted]
 
 
 def _banks_param(text: str | None) -> list[str] | None:
@@ -149,14 +155,18 @@ def _banks_param(text: str | None) -> list[str] | None:
 # ---- hashing ---------------------------------------------------------------------------------
 
 
-def _requested_types(content_type: str, types: str | None) -> list[str]:
+def _requested_types(content_type: str, types: str | None, settings: Settings) -> list[str]:
     if content_type not in CONTENT_TYPES:
         raise _error(400, f"no such content_type: '{content_type}'")
+    enabled = enabled_types(settings)
     if types is None:
-        return list(CONTENT_TYPES[content_type])
+        default = [t for t in CONTENT_TYPES[content_type] if t in enabled]
+        if not default:
+            raise _error(400, f"no enabled signal type for content_type '{content_type}'")
+        return default
     wanted = list(dict.fromkeys(t.strip() for t in types.split(",") if t.strip()))
     for name in wanted:
-        if name not in _ALLOWED_TYPES[content_type]:
+        if name not in _ALLOWED_TYPES[content_type] or name not in enabled:
             raise _error(400, f"signal type '{name}' doesn't exist or is disabled")
     if not wanted:
         raise _error(400, "empty signal type selection")
@@ -218,7 +228,7 @@ async def _hash_url(
     """Fetch with the SSRF-safe fetcher (HMA fetches whatever the client names; Seawall will not), on
     the event loop within the caller's share of fetches; hash in the thread pool."""
     if content_type is not None:
-        _requested_types(content_type, types)  # refuse a bad request before fetching
+        _requested_types(content_type, types, settings)  # refuse a bad request before fetching
     try:
         fetched = await fetch_for_caller(settings, url, service.caller_key(principal))
     except FetchRefused as exc:
@@ -231,7 +241,7 @@ async def _hash_url(
     if fetched.status >= 400:
         raise _error(400, f"Failed to fetch URL: HTTP {fetched.status}")
     kind = _content_type_of(fetched.content_type, content_type)
-    wanted = _requested_types(kind, types)
+    wanted = _requested_types(kind, types, settings)
 
     def work() -> tuple[dict[str, str], dict[str, Any]]:
         with _temporary(fetched.body) as path:
@@ -250,8 +260,8 @@ async def _hash_form(request: Request) -> tuple[dict[str, str], dict[str, Any], 
     if len(files) > 1:
         raise _error(400, "Only one file allowed per request")
     content_type, upload = files[0]
-    wanted = _requested_types(content_type, request.query_params.get("types"))
     settings = _settings(request)
+    wanted = _requested_types(content_type, request.query_params.get("types"), settings)
 
     def work() -> tuple[dict[str, str], dict[str, Any]]:
         fd, name = tempfile.mkstemp(prefix="seawall-hma-")
@@ -307,13 +317,13 @@ def _content_ids(db: Session, matches: list[dict[str, Any]]) -> dict[int, int]:
 
 
 def _match(
-    request: Request, principal: Principal, query: service.Query, banks: list[str] | None
+    request: Request, principal: Principal, query: service.Query, banks: list[str] | None, sample: bool = True
 ) -> tuple[service.MatchOutcome, dict[int, int]]:
     """Match in a read session (no write lock while searching and deciding); a match is then recorded
     in a short write transaction of its own."""
     state, settings = request.app.state, _settings(request)
     with state.read_sessionmaker() as db:
-        outcome = service.evaluate(db, _indexes(request), query, settings, principal, lists=banks)
+        outcome = service.evaluate(db, _indexes(request), query, settings, principal, lists=banks, sample=sample)
         ids = _content_ids(db, outcome.matches)
     if outcome.matches:
         service.record_matches(state.sessionmaker, settings, principal, [(query, outcome)])
@@ -349,16 +359,24 @@ def _headers(outcome: service.MatchOutcome) -> dict[str, str]:
     }
 
 
-def _validated_signal(hma_type: str, signal: str) -> tuple[str, str]:
-    name = _seawall_signal(hma_type)
+def _sample(principal: Principal, bypass_coinflip: str | None) -> bool:
+    """HMA's ``bypass_coinflip`` searches banks with an enabled ratio below 1 for every content. The
+    ratio is the operator's choice for everyone, so only an admin's lookup may bypass it."""
+    return not (_bool(bypass_coinflip) and principal.can("admin"))
+
+
+def _validated_signal(request: Request, hma_type: str, signal: str) -> tuple[str, str]:
+    name = _seawall_signal(hma_type, _settings(request))
     try:
         return name, get_signal_type(name).validate(signal)
     except ValueError as exc:
         raise _error(400, f"invalid signal: {exc}") from None
 
 
-def _file_query(hmas: dict[str, str], hashed: dict[str, Any]) -> service.Query:
-    query = service.Query(signals={SIGNAL_NAMES[k]: [v] for k, v in hmas.items()}, media=hashed.get("media"))
+def _file_query(hmas: dict[str, str], hashed: dict[str, Any], seed: str | None = None) -> service.Query:
+    query = service.Query(
+        signals={SIGNAL_NAMES[k]: [v] for k, v in hmas.items()}, media=hashed.get("media"), sample_seed=seed
+    )
     if "pdq" in query.signals:
         query.pdq_quality = hashed.get("pdq_quality")
         query.pdq_dihedral = hashed.get("pdq_dihedral")
@@ -372,9 +390,11 @@ def _lookup_by_file(
     hmas: dict[str, str],
     hashed: dict[str, Any],
     banks: list[str] | None,
+    sample: bool = True,
+    seed: str | None = None,
 ) -> tuple[dict[str, Any], service.MatchOutcome]:
     """HMA's ``{signal_type: {bank: [...]}}`` for a hashed file, and Seawall's outcome."""
-    outcome, ids = _match(request, principal, _file_query(hmas, hashed), banks)
+    outcome, ids = _match(request, principal, _file_query(hmas, hashed, seed), banks, sample)
     return {name: _by_bank(outcome, ids, SIGNAL_NAMES[name]) for name in hmas}, outcome
 
 
@@ -392,7 +412,7 @@ def hma_raw_lookup(
     if signal_type is None:
         raise _error(400, "signal_type is required")
     with_distance = _bool(include_distance)
-    name, value = _validated_signal(signal_type, signal)
+    name, value = _validated_signal(request, signal_type, signal)
     outcome, ids = _match(request, principal, service.Query(signals={name: [value]}), _banks_param(banks))
     found = [m for bank in _by_bank(outcome, ids, name).values() for m in bank]
     matches: list[Any] = found if with_distance else [m["bank_content_id"] for m in found]
@@ -408,37 +428,40 @@ async def hma_lookup(
     signal: str | None = None,
     signal_type: str | None = None,
     banks: str | None = None,
-    seed: str | None = None,  # HMA's coinflip seed: Seawall does not sample banks
+    seed: str | None = None,  # HMA's coinflip seed: the caller's content id, names the content for ratios
     bypass_coinflip: str | None = None,
     principal: Principal = Depends(require("match")),
 ) -> JSONResponse:
-    _bool(bypass_coinflip)
+    sample = _sample(principal, bypass_coinflip)
     wanted = _banks_param(banks)
     if url:
         hmas, hashed = await _hash_url(_settings(request), url, content_type, types, principal)
-        body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted)
+        body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted, sample, seed)
         if signal_type is not None:  # HMA elides the outer object when a signal type is named
             body = body.get(signal_type, {})
         return JSONResponse(body, headers=_headers(outcome))
     if not signal or not signal_type:
         raise _error(400, "Either url or both signal and signal_type are required")
-    name, value = _validated_signal(signal_type, signal)
-    query = service.Query(signals={name: [value]})
-    outcome, ids = await run_in_threadpool(_match, request, principal, query, wanted)
+    name, value = _validated_signal(request, signal_type, signal)
+    query = service.Query(signals={name: [value]}, sample_seed=seed)
+    outcome, ids = await run_in_threadpool(_match, request, principal, query, wanted, sample)
     return JSONResponse(_by_bank(outcome, ids, name), headers=_headers(outcome))
 
 
 @router.post("/m/lookup", summary="HMA: hash an uploaded file and return its bank matches by signal type")
 async def hma_lookup_upload(request: Request, principal: Principal = Depends(require("match"))) -> JSONResponse:
-    _bool(request.query_params.get("bypass_coinflip"))
+    sample = _sample(principal, request.query_params.get("bypass_coinflip"))
     hmas, hashed, _ = await _hash_form(request)
     wanted = _banks_param(request.query_params.get("banks"))
-    body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted)
+    seed = request.query_params.get("seed")
+    body, outcome = await run_in_threadpool(_lookup_by_file, request, principal, hmas, hashed, wanted, sample, seed)
     return JSONResponse(body, headers=_headers(outcome))
 
 
 @router.post("/m/compare", summary="HMA: compare pairs of signals")
-def hma_compare(_: Principal = Depends(require("match")), raw: bytes = Depends(raw_body)) -> dict[str, Any]:
+def hma_compare(
+    request: Request, _: Principal = Depends(require("match")), raw: bytes = Depends(raw_body)
+) -> dict[str, Any]:
     body = _loads(raw or b"null", "Request input was not a dict")
     if not isinstance(body, dict):
         raise _error(400, "Request input was not a dict")
@@ -448,7 +471,7 @@ def hma_compare(_: Principal = Depends(require("match")), raw: bytes = Depends(r
             raise _error(400, f"Comparison hashes for {hma_type} was not a list")
         if len(pair) != 2:
             raise _error(400, "Comparison hash list length must be exactly 2")
-        signal_type = get_signal_type(_seawall_signal(hma_type))
+        signal_type = get_signal_type(_seawall_signal(hma_type, _settings(request)))
         try:
             distance = signal_type.compare(str(pair[0]), str(pair[1]))
         except ValueError as exc:
@@ -462,7 +485,7 @@ def hma_index_status(
     request: Request, signal_type: str | None = None, principal: Principal = Depends(require("match"))
 ) -> dict[str, Any]:
     indexes: MatchIndexes = request.app.state.match_indexes
-    names = ["pdq", "video_md5", "sha1", "sha256"]
+    names = enabled_types(_settings(request))
     if signal_type is not None:
         if signal_type not in names:
             raise _error(400, f"No such signal type '{signal_type}'")
@@ -488,7 +511,8 @@ def hma_index_status(
 
 
 def _bank_json(hash_list: HashList) -> dict[str, Any]:
-    return {"name": hash_list.name, "matching_enabled_ratio": 1.0 if hash_list.enabled else 0.0}
+    ratio = float(hash_list.enabled_ratio if hash_list.enabled_ratio is not None else 1.0)
+    return {"name": hash_list.name, "matching_enabled_ratio": ratio if hash_list.enabled else 0.0}
 
 
 def _get_bank(db: Session, principal: Principal, name: str, message: str | None = None) -> HashList:
@@ -510,14 +534,15 @@ def _ratio(value: Any) -> float:
     return ratio
 
 
-def _enabled_from(body: dict[str, Any], default: bool | None) -> bool | None:
-    """HMA's enabled_ratio samples lookups; Seawall matches every lookup, so any ratio above 0 is on."""
+def _ratio_from(body: dict[str, Any]) -> float | None:
+    """HMA's ratio from ``enabled_ratio`` (or ``enabled``: 1 or 0); None when the body names neither.
+    0 disables the list; above 0 it is matched for that share of contents (see ListIndex.sampled)."""
     if body.get("enabled_ratio") is not None:
-        return _ratio(body["enabled_ratio"]) > 0
+        return _ratio(body["enabled_ratio"])
     if body.get("enabled") is not None:
         value = body["enabled"]
-        return _bool(value) if isinstance(value, str) else bool(value)
-    return default
+        return 1.0 if (_bool(value) if isinstance(value, str) else bool(value)) else 0.0
+    return None
 
 
 def _json_object(raw: bytes, required: bool = True) -> dict[str, Any]:
@@ -548,7 +573,8 @@ def hma_bank_create(
         raise _error(400, "name is required")
     if not isinstance(name, str) or not BANK_NAME.match(name):
         raise _error(400, "Bank names must be UPPER_WITH_UNDERSCORE")
-    enabled = _enabled_from(body, True)
+    ratio = _ratio_from(body)
+    ratio = 1.0 if ratio is None else ratio
     if not actor.can_use_list(name):
         raise _error(403, f"this key may not use the bank '{name}'")
     try:
@@ -558,7 +584,9 @@ def hma_bank_create(
             name=name,
             kind="hash",
             description="created through the HMA-compatible API",
-            enabled=bool(enabled),
+            enabled=ratio > 0,
+            # A new list's ratio is its creator's to set, as its enabled flag is; changing it later is admin's.
+            enabled_ratio=ratio if ratio > 0 else 1.0,
         )
     except lists_service.ListError as exc:
         if "exists already" in str(exc):
@@ -575,25 +603,36 @@ def hma_bank(
     return _bank_json(_get_bank(db, principal, bank_name))
 
 
-@router.put("/c/bank/{bank_name}", summary="HMA: enable or disable a bank")
+@router.put("/c/bank/{bank_name}", summary="HMA: rename a bank, enable or disable it, set its matching ratio")
 def hma_bank_update(
     bank_name: str,
+    request: Request,
     db: Session = Depends(get_db),
     actor: Principal = Depends(require("lists:write")),
     raw: bytes = Depends(raw_body),
 ) -> dict[str, Any]:
     body = _json_object(raw)
     hash_list = _get_bank(db, actor, bank_name, "Bank not found")
-    if body.get("name") is not None and body["name"] != hash_list.name:
-        # Policies and key restrictions name lists; a rename would silently detach them.
-        raise _error(400, "Seawall does not rename banks: policies and API keys refer to lists by name")
-    enabled = _enabled_from(body, None)
-    if enabled is not None:
-        try:
-            lists_service.update_list(db, actor, hash_list, enabled=enabled)
-        except lists_service.ListForbidden as exc:
-            raise _error(403, str(exc)) from None
+    new_name = body.get("name")
+    if new_name is not None and (not isinstance(new_name, str) or not BANK_NAME.match(new_name)):
+        raise _error(400, "Bank names must be UPPER_WITH_UNDERSCORE")
+    ratio = _ratio_from(body)
+    try:
+        if new_name is not None and new_name != hash_list.name:
+            if db.scalar(select(HashList.id).where(HashList.name == new_name)) is not None:
+                raise _error(403, "Bank name already exists")
+            lists_service.rename_list(db, actor, hash_list, new_name)
+        if ratio is not None:
+            lists_service.update_list(
+                db, actor, hash_list, enabled=ratio > 0, enabled_ratio=ratio if ratio > 0 else None
+            )
+    except lists_service.ListForbidden as exc:
+        raise _error(403, str(exc)) from None
+    except lists_service.ListError as exc:
+        raise _error(400, str(exc)) from None
     db.commit()
+    if new_name is not None:  # lookups answer under the new name from now on, not after the next refresh
+        request.app.state.match_indexes.refresh()
     return _bank_json(hash_list)
 
 
@@ -649,58 +688,92 @@ def _timestamp(moment: datetime | None) -> int:
     return int(moment.timestamp())
 
 
+def _stored(note: str) -> tuple[dict[str, Any] | None, str | None]:
+    """HMA's (metadata, note) of a content, from its entries' note: the small JSON object this API
+    writes, else (an entry noted another way) the note as it is."""
+    if note.startswith("{"):
+        try:
+            data = json.loads(note)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and set(data) <= METADATA_KEYS | {"note"}:
+            metadata = {k: data.get(k) for k in sorted(METADATA_KEYS)} if set(data) & METADATA_KEYS else None
+            return metadata, data.get("note")
+    return None, note or None
+
+
+def _disable_until_ts(live: list[Entry]) -> int:
+    """HMA's encoding: 1 enabled, 0 disabled for good, else disabled until that Unix time."""
+    disabled = [e for e in live if e.status == "disabled"]
+    if not disabled:
+        return 1
+    if any(e.disabled_until is None for e in disabled):
+        return 0
+    return max(_timestamp(e.disabled_until) for e in disabled)
+
+
 def _content_json(hash_list: HashList, content_id: int, entries: list[Entry]) -> dict[str, Any]:
     live = [e for e in entries if e.status != "retracted"]
-    disabled = [e for e in live if e.status == "disabled"]
-    metadata = _stored_metadata(live[0].note if live else "")
+    metadata, note = _stored(live[0].note if live else "")
     return {
         "id": content_id,
         "bank": _bank_json(hash_list),
-        "enabled": not disabled,
-        # HMA's encoding: 1 is enabled, 0 disabled for good, else disabled until that Unix time.
-        "disable_until_ts": max((_timestamp(e.disabled_until) for e in disabled), default=1),
+        "enabled": not any(e.status == "disabled" for e in live),
+        "disable_until_ts": _disable_until_ts(live),
         "collab_metadata": {},
-        "original_media_uri": metadata.get("content_uri"),
+        "original_media_uri": (metadata or {}).get("content_uri"),
+        "metadata": metadata,
+        "note": note,
     }
 
 
-def _stored_metadata(note: str) -> dict[str, Any]:
-    try:
-        data = json.loads(note) if note.startswith("{") else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+def _stored_record(hash_list: HashList, content_id: int, entries: list[Entry]) -> dict[str, Any]:
+    """What HMA's PUT answers: the stored content record, with ``user_metadata`` and ``note``."""
+    live = [e for e in entries if e.status != "retracted"]
+    metadata, note = _stored(live[0].note if live else "")
+    return {
+        "id": content_id,
+        "disable_until_ts": _disable_until_ts(live),
+        "collab_metadata": {},
+        "original_media_uri": (metadata or {}).get("content_uri"),
+        "bank": _bank_json(hash_list),
+        "user_metadata": metadata,
+        "note": note,
+    }
 
 
 @router.get("/c/bank/{bank_name}/content/{content_id}", summary="HMA: one bank content")
 def hma_content(
     bank_name: str,
     content_id: str,
+    request: Request,
     signal_type: str | None = None,
     include_signals: str | None = None,
     db: Session = Depends(get_read_db),
     principal: Principal = Depends(require("lists:read")),
 ) -> dict[str, Any]:
     hash_list = _get_bank(db, principal, bank_name)
-    if signal_type and signal_type not in SIGNAL_NAMES:
+    shown = enabled_types(_settings(request))
+    if signal_type and signal_type not in shown:
         raise _error(400, f"No such signal type '{signal_type}'")
     wanted = SIGNAL_NAMES[signal_type] if signal_type else None
     number = _parse_content_id(content_id)
     entries = _content_entries(db, hash_list, number)
     out = _content_json(hash_list, number, entries)
     if wanted is not None or _bool(include_signals):
+        names = {SIGNAL_NAMES[n]: n for n in shown}
         live = [e for e in entries if e.status != "retracted"]
         out["signals"] = {
-            HMA_NAMES.get(e.signal_type, e.signal_type): e.value
+            names[e.signal_type]: e.value
             for e in live
-            if wanted is None or e.signal_type == wanted
+            if e.signal_type in names and (wanted is None or e.signal_type == wanted)
         }
     return out
 
 
 def _note_for(metadata: dict[str, Any] | None, note: str | None) -> str:
     """HMA's metadata and note, kept on the entries as a small JSON note (never content)."""
-    data: dict[str, Any] = dict(metadata or {})
+    data: dict[str, Any] = {k: v for k, v in (metadata or {}).items() if v is not None}
     if note:
         data["note"] = note
     return json.dumps(data, sort_keys=True) if data else ""
@@ -714,6 +787,11 @@ def _check_metadata(metadata: Any) -> dict[str, Any] | None:
     unexpected = set(metadata) - METADATA_KEYS
     if unexpected:
         raise _error(400, f"metadata contains unexpected keys: {' ,'.join(sorted(unexpected))}")
+    for key in ("content_id", "content_uri"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], str):
+            raise _error(400, f"Invalid metadata: {key} should be a string")
+    if metadata.get("json") is not None and not isinstance(metadata["json"], dict):
+        raise _error(400, "Invalid metadata: json should be a json object")
     return metadata
 
 
@@ -726,14 +804,15 @@ def _check_note(note: Any) -> str | None:
 
 
 def _add_content(
-    db: Session, actor: Principal, hash_list: HashList, signals: dict[str, str], note: str
+    db: Session, actor: Principal, hash_list: HashList, signals: dict[str, Any], note: str, settings: Settings
 ) -> dict[str, Any]:
     if not signals:
         raise _error(400, "No signals given")
     group = CONTENT_PREFIX + uuid.uuid4().hex
+    shown = enabled_types(settings)
     records = []
     for hma_name, value in signals.items():
-        if hma_name not in SIGNAL_NAMES:
+        if hma_name not in shown:
             raise _error(400, f"No such signal type {hma_name}")
         name = SIGNAL_NAMES[hma_name]
         try:
@@ -777,22 +856,27 @@ async def hma_content_add(
         metadata, note = _check_metadata(meta or None), _check_note(fields.get("note"))
     else:
         raise _error(400, "Neither `url` nor multipart file upload was received")
-    return await run_in_threadpool(_add_content, db, actor, hash_list, hmas, _note_for(metadata, note))
+    note_text = _note_for(metadata, note)
+    return await run_in_threadpool(_add_content, db, actor, hash_list, hmas, note_text, _settings(request))
 
 
 @router.post("/c/bank/{bank_name}/signal", summary="HMA: add signals directly to a bank")
 def hma_signal_add(
     bank_name: str,
+    request: Request,
     db: Session = Depends(get_db),
     actor: Principal = Depends(require("lists:write")),
     raw: bytes = Depends(raw_body),
 ) -> dict[str, Any]:
     hash_list = _get_bank(db, actor, bank_name)
     body = _json_object(raw)
-    return _add_content(db, actor, hash_list, body, "")
+    # Beside the signals, HMA takes the content's note and metadata in the same object.
+    note = _check_note(body.pop("note", None))
+    metadata = _check_metadata(body.pop("metadata", None))
+    return _add_content(db, actor, hash_list, body, _note_for(metadata, note), _settings(request))
 
 
-@router.put("/c/bank/{bank_name}/content/{content_id}", summary="HMA: disable a content until a time")
+@router.put("/c/bank/{bank_name}/content/{content_id}", summary="HMA: disable a content until a time; its note")
 def hma_content_update(
     bank_name: str,
     content_id: str,
@@ -804,6 +888,12 @@ def hma_content_update(
     number = _parse_content_id(content_id)
     entries = _content_entries(db, hash_list, number)
     body = _json_object(raw)
+    live = [e for e in entries if e.status != "retracted"]
+    if "note" in body and body["note"] is not None:
+        if not isinstance(body["note"], str) or len(body["note"]) > MAX_NOTE:
+            raise _error(400, f"note must be a string of at most {MAX_NOTE} characters")
+        metadata, _ = _stored(live[0].note if live else "")
+        lists_service.set_note(db, actor, live, _note_for(metadata, body["note"]))  # "" clears it
     if "disable_until_ts" in body:
         try:
             until = int(body["disable_until_ts"])
@@ -814,15 +904,15 @@ def hma_content_update(
         now = datetime.now(UTC)
         if until > (now + _FIVE_YEARS).timestamp():
             raise _error(400, "disable_until_ts must be less than 5 years in the future")
-        live = [e for e in entries if e.status != "retracted"]
-        if until > now.timestamp():
+        if until == 0:  # HMA: disabled for good (until someone enables it)
+            lists_service.set_status(db, actor, live, "disabled", reason="HMA disable_until_ts 0: disabled for good")
+        elif until > now.timestamp():
             moment = datetime.fromtimestamp(until, UTC)
             lists_service.set_status(db, actor, live, "disabled", reason="HMA disable_until_ts", disabled_until=moment)
-        else:
+        else:  # 1 (HMA's "enabled") or any time already past
             lists_service.set_status(db, actor, live, "active", reason="HMA disable_until_ts")
-        db.commit()
-    out = _content_json(hash_list, number, entries)
-    return out
+    db.commit()
+    return _stored_record(hash_list, number, entries)
 
 
 @router.delete("/c/bank/{bank_name}/content/{content_id}", summary="HMA: remove a content (its entries are retracted)")
@@ -840,9 +930,51 @@ def hma_content_delete(
     return {"deleted": 1}
 
 
-@router.get("/c/signal_type", summary="HMA: the signal types Seawall answers to")
-def hma_signal_types(_: Principal = Depends(require("lists:read"))) -> list[dict[str, Any]]:
-    return [{"name": name, "enabled_ratio": 1.0} for name in ("pdq", "video_md5", "sha1", "sha256")]
+@router.get("/c/signal_type", summary="HMA: the signal types this API shows (setting hma_signal_types)")
+def hma_signal_types(request: Request, _: Principal = Depends(require("lists:read"))) -> list[dict[str, Any]]:
+    return [{"name": name, "enabled_ratio": 1.0} for name in enabled_types(_settings(request))]
+
+
+@router.get("/c/signal_type/index", summary="HMA: index build status by signal type (database against index)")
+def hma_signal_type_index(
+    request: Request,
+    signal_type: str | None = None,
+    db: Session = Depends(get_read_db),
+    principal: Principal = Depends(require("lists:read")),
+) -> dict[str, Any]:
+    names = enabled_types(_settings(request))
+    if signal_type is not None:
+        if signal_type not in names:
+            raise _error(400, f"No such signal type '{signal_type}'")
+        names = [signal_type]
+    indexes = _indexes(request)
+    usable = {i.id: i for i in list(indexes.lists.values()) if i.kind == "hash" and not i.allowlist}
+    usable = {k: i for k, i in usable.items() if i.enabled and principal.can_use_list(i.name)}
+    built_to = int(time.time() - (time.monotonic() - indexes.last_refresh)) if indexes.last_refresh > 0 else 0
+    revisions = dict(db.execute(select(HashList.id, HashList.revision).where(HashList.id.in_(list(usable)))).all())
+    behind = any(revisions.get(k, 0) > i.checkpoint for k, i in usable.items())
+    out: dict[str, Any] = {}
+    for name in names:
+        seawall_name = SIGNAL_NAMES[name]
+        db_size, newest = db.execute(
+            select(func.count(), func.max(Entry.added_at)).where(
+                Entry.list_id.in_(list(usable)), Entry.signal_type == seawall_name, Entry.status == "active"
+            )
+        ).one()
+        index_size = 0
+        for index in usable.values():
+            if seawall_name in index.binary:
+                index_size += len(index.binary[seawall_name])
+            exact = index.exact.get(seawall_name)
+            index_size += len(exact) if exact is not None else 0
+        out[name] = {
+            "db_size": int(db_size or 0),
+            "index_size": index_size,
+            "index_out_of_date": behind or index_size != int(db_size or 0),
+            "newest_db_item": _timestamp(newest),
+            "index_built_to": built_to,
+        }
+    return out
 
 
 @router.get("/c/content_type", summary="HMA: the content types Seawall hashes")
@@ -850,9 +982,53 @@ def hma_content_types(_: Principal = Depends(require("lists:read"))) -> list[dic
     return [{"name": name, "enabled": True} for name in CONTENT_TYPES]
 
 
-@router.get("/status", summary="HMA: liveness", response_class=PlainTextResponse)
-def hma_status(request: Request) -> PlainTextResponse:
+def index_state(request: Request) -> tuple[str, int]:
+    """HMA's readiness words: the indexes never loaded, loaded but not refreshed for longer than
+    ``hma_index_stale_seconds`` (a refresh failing, the database gone), or serving."""
     indexes: MatchIndexes = request.app.state.match_indexes
     if indexes.last_refresh <= 0:
-        return PlainTextResponse("INDEX-NOT-LOADED", status_code=503)
+        return "INDEX-NOT-LOADED", 503
+    if time.monotonic() - indexes.last_refresh > _settings(request).hma_index_stale_seconds:
+        return "INDEX-STALE", 503
+    return "I-AM-ALIVE", 200
+
+
+@router.get("/status", summary="HMA: readiness (the indexes loaded and fresh)", response_class=PlainTextResponse)
+def hma_status(request: Request) -> PlainTextResponse:
+    text, status = index_state(request)
+    return PlainTextResponse(text, status_code=status)
+
+
+@router.get("/status/live", summary="HMA: liveness (the process answers)", response_class=PlainTextResponse)
+async def hma_status_live() -> PlainTextResponse:
     return PlainTextResponse("I-AM-ALIVE")
+
+
+def _hma_routes(request: Request) -> list[Any]:
+    from fastapi.routing import iter_route_contexts
+
+    return [
+        context
+        for context in iter_route_contexts(request.app.routes)
+        if (context.path or "").startswith(("/h/", "/m/", "/c/", "/status"))
+    ]
+
+
+@router.get("/openapi/openapi.json", summary="HMA: the OpenAPI document of the HMA-compatible API")
+def hma_openapi(request: Request) -> JSONResponse:
+    # Built once per app (the routes do not change while it runs); public, as /openapi.json is.
+    cached = getattr(request.app.state, "hma_openapi", None)
+    if cached is None:
+        from fastapi.openapi.utils import get_openapi
+
+        import seawall
+
+        cached = get_openapi(
+            title="Open Media Match API",
+            version=seawall.__version__,
+            description="Seawall's HMA-compatible API (Hasher-Matcher-Actioner 2.x paths and shapes). "
+            "Every route but /status and this document needs 'Authorization: Bearer <API key>'.",
+            routes=_hma_routes(request),
+        )
+        request.app.state.hma_openapi = cached
+    return JSONResponse(cached)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import shutil
 import threading
@@ -67,6 +68,7 @@ class ListIndex:
     uid: str = ""
     regions: bool = True  # region matching on for this list (docs/regions.md)
     allowlist_scope: frozenset[str] | None = None  # an allowlist's lists (None: every list)
+    enabled_ratio: float = 1.0  # the share of contents it is matched for (HMA's matching_enabled_ratio)
     checkpoint: int = 0
     binary: dict[str, HammingIndex] = field(default_factory=dict)  # pdq, vpdq, binary plugin types
     exact: dict[str, ExactIndex] = field(default_factory=dict)  # md5, sha1, sha256, exact-match plugins
@@ -78,6 +80,15 @@ class ListIndex:
     trimmed: HammingIndex | None = None
     saved_checkpoint: int = 0  # the revision the on-disk segments hold
     saved_at: float = 0.0
+
+    def sampled(self, content_key: str) -> bool:
+        """Whether this list is matched for the content ``content_key`` names, under its enabled
+        ratio: a stable hash of the list and the content, so a content is always in or always out
+        (HMA flips a coin per lookup instead)."""
+        if self.enabled_ratio >= 1.0:
+            return True
+        digest = hashlib.sha256(f"{self.uid}:{content_key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.enabled_ratio
 
     def threshold(self, signal_type: str) -> int:
         from seawall.signals.base import get_signal_type
@@ -260,6 +271,7 @@ class MatchIndexes:
                 current.thresholds, current.dihedral = dict(row.thresholds or {}), row.dihedral
                 current.regions = row.regions
                 current.allowlist_scope = _scope(row)
+                current.enabled_ratio = row.enabled_ratio
                 if row.revision > current.checkpoint:
                     self._catch_up(session, current, row.revision)
                     self._maybe_save(current)
@@ -283,6 +295,7 @@ class MatchIndexes:
             uid=row.uid,
             regions=row.regions,
             allowlist_scope=_scope(row),
+            enabled_ratio=row.enabled_ratio,
         )
         # Note the revision first: whatever commits after it is replayed by _catch_up.
         revision = int(session.scalar(select(HashList.revision).where(HashList.id == row.id)) or 0)

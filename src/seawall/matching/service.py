@@ -42,6 +42,20 @@ class Query:
     text: str | None = None
     # PDQ of the picture's regions (``pdq_regions`` of the hash object): {region, box, pdq, ...}
     regions: list[dict[str, Any]] = field(default_factory=list)
+    sample_seed: str | None = None  # names the content for enabled ratios (HMA's lookup ``seed``)
+
+    def sample_key(self) -> str:
+        """What names the content for lists' enabled ratios: the caller's own content id if it gave
+        one (HMA's ``seed``), else its first signal in a fixed order (a lookup by PDQ alone and one
+        by the file's PDQ and MD5 name the same content), else its URL or text."""
+        if self.sample_seed is not None:
+            return f"seed:{self.sample_seed}"
+        for name in ("pdq", "md5", "sha1", "sha256", *sorted(self.signals)):
+            if self.signals.get(name):
+                return f"{name}:{self.signals[name][0]}"
+        if self.vpdq:
+            return f"vpdq:{self.vpdq[0].get('pdq', '')}"
+        return f"url:{self.url}" if self.url else f"text:{self.text or ''}"
 
     @classmethod
     def from_hash(cls, hashed: dict[str, Any]) -> Query:
@@ -234,12 +248,18 @@ def find_hits(
     lists: Iterable[str] | None = None,
     principal: Principal | None = None,
     include_low_quality: bool | None = None,
+    sample: bool = True,
 ) -> list[Hit]:
-    """Every entry of every enabled list (optionally only ``lists``) within its threshold of the query."""
+    """Every entry of every enabled list (optionally only ``lists``) within its threshold of the query.
+    ``sample`` False: lists with an enabled ratio below 1 are searched for every content (an admin's
+    HMA ``bypass_coinflip``)."""
     low_ok = settings.match_low_quality if include_low_quality is None else include_low_quality
     pdq_ok = low_ok or query.pdq_quality is None or query.pdq_quality >= MIN_PDQ_QUALITY
     hits: list[Hit] = []
+    sample_key = query.sample_key()
     for index in usable_lists(indexes, lists, principal):
+        if sample and not index.sampled(sample_key):
+            continue
         if index.kind == "hash":
             if "pdq" in query.signals and "pdq" in index.binary:
                 hits.extend(_search_pdq(index, query, pdq_ok, low_ok, settings.match_regions))
@@ -288,6 +308,10 @@ def search_signals(
         if index.kind != "hash":
             continue
         for signal_type, where in positions.items():
+            if index.enabled_ratio < 1.0:  # only the items whose content this list is matched for
+                where = [i for i in where if (item := items[i]) is not None and index.sampled(f"{item[0]}:{item[1]}")]
+                if not where:
+                    continue
             values = [item[1] for i in where if (item := items[i]) is not None]
             if signal_type in index.binary:
                 hamming = index.binary[signal_type]
@@ -402,12 +426,20 @@ def evaluate(
     lists: Iterable[str] | None = None,
     include_low_quality: bool | None = None,
     hits: list[Hit] | None = None,
+    sample: bool = True,
 ) -> MatchOutcome:
     """Match and decide by policy; reads only (recording is ``record_match``). ``hits``: what
     ``find_hits`` found for this query already (the caller searched first), to not search twice."""
     if hits is None:
         hits = find_hits(
-            session, indexes, query, settings, lists=lists, principal=principal, include_low_quality=include_low_quality
+            session,
+            indexes,
+            query,
+            settings,
+            lists=lists,
+            principal=principal,
+            include_low_quality=include_low_quality,
+            sample=sample,
         )
     return decide_hits(session, indexes, [hits], [query.media], principal)[0]
 

@@ -33,7 +33,7 @@ from seawall.media.budget import DecodeBusy
 from seawall.web.csrf import csrf_token, persist_anon_cookie
 from seawall.web.deps import LoginRequired, ops_principal, require_ops
 from seawall.web.errors import BAD_INPUT, bad_input
-from seawall.web.limits import BodyLimits
+from seawall.web.limits import HMA_PREFIXES, BodyLimits
 from seawall.web.observability import Metrics, ObservabilityMiddleware
 from seawall.web.security import SecurityHeaders, add_security_headers
 
@@ -147,6 +147,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         # FastAPI answers any error while parsing a body "There was an error parsing the body": say which.
         known = bad_input(exc.__cause__) if exc.status_code == 400 and exc.__cause__ is not None else None
         detail = known[1] if known is not None else exc.detail
+        if request.url.path.startswith(HMA_PREFIXES):  # no HMA route matched (404, 405): HMA's shape still
+            return JSONResponse(
+                {"message": str(detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+            )
         return error_response(request, exc.status_code, detail, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -277,6 +281,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     from seawall.matching.api import admin_router as matching_admin_router
     from seawall.matching.api import router as matching_router
     from seawall.matching.hma import router as hma_router
+    from seawall.matching.hma_exchanges import router as hma_exchanges_router
     from seawall.matching.views import router as matching_console_router
     from seawall.reporting.api import router as reporting_router
     from seawall.reporting.views import router as reporting_console_router
@@ -293,6 +298,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(matching_router)
     app.include_router(matching_admin_router)
     app.include_router(hma_router)
+    app.include_router(hma_exchanges_router)
     app.include_router(hotline_router)
     app.include_router(reporting_router)
     app.include_router(reporting_console_router)

@@ -230,6 +230,7 @@ _BUILTIN: Final = (
     ("seawall", "seawall.lists.exchanges.seawall_feed:SeawallFeedExchange"),
     ("ncmec", "seawall.lists.exchanges.ncmec:NCMECExchange"),
     ("stopncii", "seawall.lists.exchanges.stopncii:StopNCIIExchange"),
+    ("sample", "seawall.lists.exchanges.sample:SampleExchange"),
 )
 
 

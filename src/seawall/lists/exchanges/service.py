@@ -187,6 +187,18 @@ def update_exchange(
     return exchange
 
 
+def delete_exchange(session: Session, actor: Principal, exchange: Exchange) -> None:
+    """Remove an exchange's configuration. The entries it brought stay in its list (their source
+    names it, so provenance is kept); delete the list too to retract them. Refused while it syncs."""
+    if not lease_free(exchange):
+        raise ExchangeBusy(f"exchange {exchange.name!r} is syncing; try again when it is done")
+    details = {"name": exchange.name, "type": exchange.type, "list": exchange.hash_list.name}
+    exchange_id = exchange.id
+    session.delete(exchange)
+    session.flush()
+    audit.record(session, actor, "exchange.delete", "exchange", exchange_id, details)
+
+
 # ---- scheduling and the lease --------------------------------------------------------------
 
 
