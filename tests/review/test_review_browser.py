@@ -189,6 +189,22 @@ def test_analyst_flow_in_chromium(browser: Any, live_server: Any, db: Session, s
         ann.wait_for_url(f"{url}/review/break")
         assert ann.locator("h1").inner_text() == "Time for a break"
         assert app_settings.review_support_text in ann.locator(".review-break").inner_text()
+        # Full screen: the message covers the viewport, and the console's navigation is under it.
+        box = ann.locator(".review-break").bounding_box()
+        viewport = ann.viewport_size
+        assert box is not None and (box["x"], box["y"], box["width"], box["height"]) == (
+            0,
+            0,
+            viewport["width"],
+            viewport["height"],
+        )
+        nav = ann.locator("nav[aria-label=Main]").bounding_box()
+        assert nav is not None
+        on_top = ann.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y).closest('.review-break') !== null",
+            [nav["x"] + nav["width"] / 2, nav["y"] + nav["height"] / 2],
+        )
+        assert on_top is True
         save_screenshot(ann, "review-break-enforced")
         ann.goto(f"{url}/review")
         ann.click("#start-next")
