@@ -522,6 +522,7 @@ ROUTES: list[Route] = [
     Route(
         "POST", "/v1/authority-reports/{reference}/retract", "qa", _url("/v1/authority-reports/AR-0000000000/retract")
     ),
+    Route("POST", "/v1/authority-reports/{reference}/cancel", "qa", _url("/v1/authority-reports/AR-0000000000/cancel")),
     Route(
         "GET", "/v1/authority-reports/{reference}/nca-pack", "qa", _url("/v1/authority-reports/AR-0000000000/nca-pack")
     ),
@@ -541,6 +542,9 @@ ROUTES: list[Route] = [
         "/authority-reports/{reference}/retract",
         FORM,
         _url("/authority-reports/AR-0000000000/retract", data={}),
+    ),
+    Route(
+        "POST", "/authority-reports/{reference}/cancel", FORM, _url("/authority-reports/AR-0000000000/cancel", data={})
     ),
     Route("GET", "/v1/legal-holds", "admin", _url("/v1/legal-holds")),
     Route("POST", "/v1/legal-holds", "admin", _url("/v1/legal-holds", json={"case": "C-00000-00000", "reason": "x"})),

@@ -1,7 +1,7 @@
 """A fake CyberTipline Reporting API on loopback: Basic auth, the report's and fileDetails' element
-order and required elements, the upload sequence (submit → upload → fileinfo once per file →
-finish), retraction, NCMEC's response shapes and codes, a Request-ID on every answer; and a fake
-NCA API taking JSON packs."""
+order and required elements (lawEnforcement, intendedRecipient and victim included), the upload
+sequence (submit → upload → fileinfo once per file → finish), retraction and cancellation, NCMEC's
+response shapes and codes, a Request-ID on every answer; and a fake NCA API taking JSON packs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 from fastapi import FastAPI, Request, Response
 
+PERSON = ("firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth")
 # The schema's order of children (the elements the fake knows; a child not listed is refused).
 ORDER: dict[str, tuple[str, ...]] = {
     "report": (
@@ -45,7 +46,58 @@ ORDER: dict[str, tuple[str, ...]] = {
         "sadisticOnlineExploitation",
     ),
     "reporter": ("reportingPerson", "contactPerson", "companyTemplate", "termsOfService", "legalURL"),
-    "reportingPerson": ("firstName", "lastName", "phone", "email", "address", "age", "dateOfBirth"),
+    "reportingPerson": PERSON,
+    "personOrUserReportedPerson": PERSON,
+    "intendedRecipientPerson": PERSON,
+    "victimPerson": PERSON,
+    "lawEnforcement": (
+        "agencyName",
+        "caseNumber",
+        "officerContact",
+        "reportedToLe",
+        "servedLegalProcessDomestic",
+        "servedLegalProcessInternational",
+    ),
+    "officerContact": ("firstName", "lastName", "phone", "email", "address"),
+    "intendedRecipient": (
+        "intendedRecipientPerson",
+        "espIdentifier",
+        "espService",
+        "compromisedAccount",
+        "screenName",
+        "displayName",
+        "profileUrl",
+        "profileBio",
+        "ipCaptureEvent",
+        "deviceId",
+        "priorCTReports",
+        "groupIdentifier",
+        "accountTemporarilyDisabled",
+        "accountPermanentlyDisabled",
+        "estimatedLocation",
+        "allEmailsReported",
+        "additionalInfo",
+    ),
+    "victim": (
+        "victimPerson",
+        "espIdentifier",
+        "espService",
+        "compromisedAccount",
+        "screenName",
+        "displayName",
+        "profileUrl",
+        "profileBio",
+        "ipCaptureEvent",
+        "deviceId",
+        "schoolName",
+        "priorCTReports",
+        "accountTemporarilyDisabled",
+        "accountPermanentlyDisabled",
+        "estimatedLocation",
+        "allEmailsReported",
+        "associatedAccount",
+        "additionalInfo",
+    ),
     "personOrUserReported": (
         "personOrUserReportedPerson",
         "vehicleDescription",
@@ -106,9 +158,35 @@ ORDER: dict[str, tuple[str, ...]] = {
     "details": ("nameValuePair",),
     "nameValuePair": ("name", "value"),
 }
-SINGLE = {"incidentSummary", "reporter", "incidentType", "incidentDateTime", "reportId", "fileId"}
+# Elements that may appear once where they appear (the schema's maxOccurs 1).
+SINGLE = {
+    "incidentSummary",
+    "reporter",
+    "incidentType",
+    "incidentDateTime",
+    "reportId",
+    "fileId",
+    "lawEnforcement",
+    "agencyName",
+    "caseNumber",
+    "officerContact",
+    "reportedToLe",
+    "servedLegalProcessDomestic",
+    "servedLegalProcessInternational",
+    "victimPerson",
+    "intendedRecipientPerson",
+    "personOrUserReportedPerson",
+    "schoolName",
+    "firstName",
+    "lastName",
+    "age",
+    "dateOfBirth",
+}
+BOOLEANS = {"reportedToLe", "servedLegalProcessDomestic", "servedLegalProcessInternational", "fileViewedByEsp"}
 REQUIRED = {
     "report": ("incidentSummary", "reporter"),
+    "lawEnforcement": ("agencyName",),
+    "victim": ("victimPerson",),
     "incidentSummary": ("incidentType", "incidentDateTime"),
     "reporter": ("reportingPerson",),
     "reportingPerson": ("email",),
@@ -146,6 +224,14 @@ def check_order(element: Any, path: str = "") -> None:
         for child in children:
             if len(child) or (child.text or "").strip():
                 raise Invalid(f"{where}/{child.tag}: an annotation is an empty element")
+    if name in BOOLEANS and (element.text or "").strip() not in ("true", "false"):
+        raise Invalid(f"{where}: a boolean is true or false")
+    if name == "agencyName" and not (element.text or "").strip():
+        raise Invalid(f"{where}: the agency's name is empty")
+    if name in ("priorCTReports", "age") and not (element.text or "").strip().isdigit():
+        raise Invalid(f"{where}: not a number")
+    if element.get("fleaCountry") is not None and name != "servedLegalProcessInternational":
+        raise Invalid(f"{where}: fleaCountry belongs to servedLegalProcessInternational")
     if name in ("incidentDateTime", "dateTime", "uploadedToEspTimestamp"):
         moment = datetime.fromisoformat((element.text or "").strip())
         if moment.tzinfo is None:
@@ -159,7 +245,7 @@ class Report:
     id: str
     document: Any
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    state: str = "open"  # open, finished, retracted
+    state: str = "open"  # open, finished, retracted, cancelled
 
 
 @dataclass
@@ -240,7 +326,7 @@ def make_app(fake: FakeCyberTipline) -> FastAPI:
         report = fake.reports.get(str(form.get("id", "")))
         if report is None:
             return _response(5001, "Report does not exist", request_id, 400)
-        if report.state == "retracted":
+        if report.state in ("retracted", "cancelled"):
             return _response(5101, "Report already retracted", request_id, 400)
         if report.state == "finished":
             return _response(5102, "Report already finished", request_id, 400)
@@ -263,7 +349,7 @@ def make_app(fake: FakeCyberTipline) -> FastAPI:
             )
             return Response(body, media_type="text/xml", headers={"Request-ID": request_id})
         if endpoint in ("retract", "cancel"):
-            report.state = "retracted"
+            report.state = "retracted" if endpoint == "retract" else "cancelled"
             return _response(0, "Success", request_id, reportId=report.id)
         return Response(status_code=404)
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import defusedxml.ElementTree as SafeET
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -729,3 +730,284 @@ def test_a_senior_analyst_submits_a_draft_in_the_console(
     page.wait_for_url(live_server.url + f"/authority-reports/{row.reference}")
     assert "approved" in page.locator("table.summary").inner_text()
     assert queued == [(row.id, 0.0)]
+
+
+# ---- lawEnforcement, intendedRecipient, victim ------------------------------------------------
+
+SECTIONS = {
+    "urls": ["https://photos.example/p/77"],
+    "person": {"esp_identifier": "user-77"},
+    "law_enforcement": {
+        "agency_name": "Example County Sheriff",
+        "case_number": "EC-2026-0042",
+        "officer": {"first_name": "Olive", "last_name": "Officer", "emails": ["o.officer@sheriff.example"]},
+        "reported_to_le": True,
+        "served_legal_process_international": True,
+        "flea_country": "GB",
+    },
+    "intended_recipients": [{"esp_identifier": "user-78", "screen_name": "lake_view", "prior_reports": [123456]}],
+    "victims": [
+        {"person": {"first_name": "Vera", "age": 14}, "esp_identifier": "user-79", "school_name": "Hill School"},
+        {"screen_name": "pine_cone"},
+    ],
+}
+
+
+def test_law_enforcement_recipients_and_victims_are_sent_in_the_schemas_order(
+    client: TestClient, db: Session, settings: Settings, factory: Any, fake: FakeCyberTipline
+) -> None:
+    platform = _key(db, "platform", ["reports:write"])
+    created = client.post(
+        "/v1/authority-reports", json={"external_id": "sec-1", "files": [{"md5": "a" * 32}]}, headers=platform
+    )
+    assert created.status_code == 201, created.text
+    reference = created.json()["reference"]
+    url = f"/v1/authority-reports/{reference}/facts"
+
+    # Strict: each refusal says what is wrong, and none changes the draft.
+    refusals = [
+        ({"law_enforcement": {"case_number": "1"}}, "agency_name"),
+        ({"law_enforcement": {"agency_name": "   "}}, "law_enforcement.agency_name is required"),
+        (
+            {"law_enforcement": {"agency_name": "A", "flea_country": "GB"}},
+            "set served_legal_process_international to true with it",
+        ),
+        ({"law_enforcement": {"agency_name": "A", "flea_country": "gb"}}, "flea_country"),
+        (
+            {"victims": [{"esp_identifier": "u"}, {}]},
+            "victims[1] names nobody: give at least one of person, esp_identifier, screen_name, display_names, "
+            "profile_urls, school_name",
+        ),
+        ({"intended_recipients": [{"additional_info": "x"}]}, "intended_recipients[0] names nobody"),
+        ({"victims": [{"person": {"emails": ["not-an-email"]}}]}, "emails"),
+        (
+            {"victims": [{"person": {"date_of_birth": "2999-01-01"}}]},
+            "victims[0].person.date_of_birth is in the future",
+        ),
+        ({"victims": [{"person": {"age": -1}}]}, "age"),
+        ({"victims": [{"nickname": "x"}]}, "nickname"),
+    ]
+    for facts, message in refusals:
+        answer = client.post(url, json={"facts": facts}, headers=platform)
+        assert answer.status_code == 422 and message in answer.text, (facts, answer.text)
+    assert set(
+        client.get(f"/v1/authority-reports/{reference}", headers=_key(db, "r", ["reports:read"])).json()["facts"]
+    ) == {"incident_type", "incident_at", "platform", "reporter", "detection"}
+
+    added = client.post(url, json={"facts": SECTIONS}, headers=platform)
+    assert added.status_code == 200, added.text
+    assert added.json()["facts"]["law_enforcement"]["flea_country"] == "GB"
+    assert added.json()["facts"]["victims"][0]["person"] == {"first_name": "Vera", "age": 14}
+
+    _credentials(db, settings, fake)
+    row = service.get(db, reference)
+    service.approve(db, settings, SYSTEM, row)
+    db.commit()
+    assert service.advance(factory, settings, row.id).state == "submitted"
+    doc = fake.reports["100001"].document  # the fake checked every section's order and required children
+    assert [child.tag for child in doc] == [
+        "incidentSummary",
+        "internetDetails",
+        "lawEnforcement",
+        "reporter",
+        "personOrUserReported",
+        "intendedRecipient",
+        "victim",
+        "victim",
+    ]
+    law = doc.find("lawEnforcement")
+    assert [c.tag for c in law] == [
+        "agencyName",
+        "caseNumber",
+        "officerContact",
+        "reportedToLe",
+        "servedLegalProcessInternational",
+    ]
+    assert law.findtext("officerContact/email") == "o.officer@sheriff.example"
+    assert law.find("servedLegalProcessInternational").get("fleaCountry") == "GB"  # type: ignore[union-attr]
+    assert law.findtext("servedLegalProcessInternational") == "true"
+    recipient = doc.find("intendedRecipient")
+    assert [c.tag for c in recipient] == ["espIdentifier", "screenName", "priorCTReports"]  # type: ignore[union-attr]
+    first, second = doc.findall("victim")
+    assert [c.tag for c in first] == ["victimPerson", "espIdentifier", "schoolName"]
+    assert [c.tag for c in first.find("victimPerson")] == ["firstName", "age"]  # type: ignore[union-attr]
+    assert [c.tag for c in second] == ["victimPerson", "screenName"]  # victimPerson is required, even empty
+
+    # A later list replaces the earlier one (sending the same facts twice never doubles them).
+    row2, _ = service.create_from_api(
+        db,
+        settings,
+        SYSTEM,
+        owner="key:platform",
+        authority="ncmec",
+        external_id="sec-2",
+        facts={},
+        files=[],
+        events=[],
+    )
+    db.commit()
+    url2 = f"/v1/authority-reports/{row2.reference}/facts"
+    for _ in range(2):
+        assert (
+            client.post(url2, json={"facts": {"victims": [{"screen_name": "a"}]}}, headers=platform).status_code == 200
+        )
+    assert client.post(url2, json={"facts": {"victims": []}}, headers=platform).json()["facts"]["victims"] == []
+
+
+def test_the_fake_refuses_sections_out_of_order_or_without_their_required_children() -> None:
+    from tests.reporting.fake_cybertipline import Invalid, check_order
+
+    head = (
+        "<incidentSummary><incidentType>t</incidentType><incidentDateTime>2026-05-01T10:00:00+00:00"
+        "</incidentDateTime></incidentSummary>"
+    )
+    reporter = "<reporter><reportingPerson><email>r@platform.example</email></reportingPerson></reporter>"
+    law = "<lawEnforcement><agencyName>A</agencyName></lawEnforcement>"
+    victim = "<victim><victimPerson/></victim>"
+    check_order(SafeET.fromstring(f"<report>{head}{law}{reporter}{victim}</report>"))  # the right order
+    bad = {
+        f"<report>{head}{reporter}{law}</report>": "lawEnforcement is out of order",
+        f"<report>{head}{victim}{reporter}</report>": "reporter is out of order",
+        f"<report>{head}{reporter}<victim><schoolName>s</schoolName></victim></report>": "victimPerson is required",
+        f"<report>{head}<lawEnforcement><caseNumber>1</caseNumber></lawEnforcement>{reporter}</report>": (
+            "agencyName is required"
+        ),
+        f"<report>{head}<lawEnforcement><caseNumber>1</caseNumber><agencyName>A</agencyName></lawEnforcement>"
+        f"{reporter}</report>": "agencyName is out of order",
+        f"<report>{head}<lawEnforcement><agencyName>A</agencyName><reportedToLe>yes</reportedToLe>"
+        f"</lawEnforcement>{reporter}</report>": "a boolean is true or false",
+        f"<report>{head}{law}{law}{reporter}</report>": "lawEnforcement appears twice",
+    }
+    for document, message in bad.items():
+        with pytest.raises(Invalid, match=re.escape(message)):
+            check_order(SafeET.fromstring(document))
+
+
+# ---- cancel, and a fileinfo whose answer was lost ----------------------------------------------
+
+
+def _opened(
+    db: Session, settings: Settings, factory: Any, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> AuthorityReport:
+    """A decision's report submitted at NCMEC and left unfinished (the worker stopped after submit)."""
+    case, _item, _data = _confirmed_platform_case(db, settings, seed=seed)
+    row = _draft(db, case)
+    service.approve(db, settings, SYSTEM, row)
+    db.commit()
+
+    def crash(step: str) -> None:
+        raise KeyboardInterrupt("stopped after submit")
+
+    monkeypatch.setattr(service, "after_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        service.advance(factory, settings, row.id)
+    monkeypatch.setattr(service, "after_step", lambda step: None)
+    with factory() as session:  # the stopped worker's lease is over
+        session.get_one(AuthorityReport, row.id).lease_until = None
+        session.commit()
+    return row
+
+
+def test_cancel_a_report_opened_at_ncmec_through_the_api_cli_and_console(
+    client: TestClient,
+    db: Session,
+    settings: Settings,
+    factory: Any,
+    fake: FakeCyberTipline,
+    monkeypatch: pytest.MonkeyPatch,
+    cli: Any,
+) -> None:
+    _credentials(db, settings, fake)
+    row = _opened(db, settings, factory, monkeypatch, seed=5)
+    qa = _key(db, "senior", ["qa", "reports:read"])
+    writer = _key(db, "platform-w", ["reports:write", "reports:read"])
+    url = f"/v1/authority-reports/{row.reference}/cancel"
+    assert client.post(url, headers=writer).status_code == 403
+    answer = client.post(url, headers=qa)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["state"], answer.json()["remote_id"], answer.json()["half_finished"]) == (
+        "cancelled",
+        "100001",
+        False,
+    )
+    assert fake.reports["100001"].state == "cancelled" and fake.calls[-1] == "cancel"
+    assert answer.json()["last_request_id"] == f"req-{len(fake.calls):04d}"
+    calls = len(fake.calls)
+    assert client.post(url, headers=qa).json()["state"] == "cancelled" and len(fake.calls) == calls  # idempotent
+    assert service.advance(factory, settings, row.id, now=utcnow() + timedelta(hours=2)).state == "cancelled"
+    with factory() as check:
+        assert _actions(check, "authority_report.")[-1] == "authority_report.cancel"
+        event = check.scalars(select(AuditEvent).where(AuditEvent.action == "authority_report.cancel")).one()
+        assert (event.actor_type, event.actor, event.object_id) == ("key", "senior", row.reference)
+    # Retracting it afterwards changes nothing; submitting it again is refused.
+    assert client.post(f"/v1/authority-reports/{row.reference}/retract", headers=qa).json()["state"] == "cancelled"
+    refused = client.post(f"/v1/authority-reports/{row.reference}/submit", headers=qa)
+    assert refused.status_code == 409 and "is cancelled: only a draft is submitted" in refused.text
+
+    # Only a report opened at NCMEC: a draft has nothing there, a filed one cannot be cancelled.
+    draft, _ = service.create_from_api(
+        db, settings, SYSTEM, owner="key:p", authority="ncmec", external_id="d1", facts={}, files=[], events=[]
+    )
+    db.commit()
+    not_opened = client.post(f"/v1/authority-reports/{draft.reference}/cancel", headers=qa)
+    assert not_opened.status_code == 409
+    assert "is draft and not opened at NCMEC: there is nothing to cancel there" in not_opened.json()["detail"]
+    assert client.post("/v1/authority-reports/AR-0000000000/cancel", headers=qa).status_code == 404
+
+    # The CLI, on a second opened report; then a filed one is refused.
+    row2 = _opened(db, settings, factory, monkeypatch, seed=6)
+    done = cli(settings, "authority-reports", "cancel", row2.reference)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {"reference": row2.reference, "state": "cancelled", "remote_id": "100002"}
+    row3 = _opened(db, settings, factory, monkeypatch, seed=7)
+    assert service.advance(factory, settings, row3.id, now=utcnow() + timedelta(hours=1)).state == "submitted"
+    filed = cli(settings, "authority-reports", "cancel", row3.reference)
+    assert filed.exit_code == 1 and "was filed (ncmec id 100003): a filed report cannot be cancelled" in filed.stderr
+
+    # The console: a form with the page's CSRF token, for the qa role.
+    row4 = _opened(db, settings, factory, monkeypatch, seed=8)
+    token = _console_login(client, db, "senior_analyst")
+    page = client.get(f"/authority-reports/{row4.reference}")
+    assert "Cancel at NCMEC" in page.text
+    form = f"/authority-reports/{row4.reference}/cancel"
+    assert client.post(form, data={}, follow_redirects=False).status_code == 403  # no token
+    assert fake.reports["100004"].state == "open"
+    sent = client.post(form, data={"csrf_token": token}, follow_redirects=False)
+    assert sent.status_code == 303 and sent.headers["location"] == f"/authority-reports/{row4.reference}"
+    assert fake.reports["100004"].state == "cancelled"
+    assert "Cancel at NCMEC" not in client.get(f"/authority-reports/{row4.reference}").text
+
+
+def test_a_lost_fileinfo_answer_is_resent_once_and_a_refusal_says_what_to_do(
+    db: Session, settings: Settings, factory: Any, fake: FakeCyberTipline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case, _item, _data = _confirmed_platform_case(db, settings, seed=9)
+    _credentials(db, settings, fake)
+    row = _draft(db, case)
+    service.approve(db, settings, SYSTEM, row)
+    db.commit()
+    original = cybertipline.CyberTiplineClient.fileinfo
+
+    def lost(self: Any, document: bytes) -> Any:
+        original(self, document)  # NCMEC takes the details …
+        raise cybertipline.CyberTiplineError("/fileinfo: ReadTimeout", retryable=True)  # … the answer is lost
+
+    monkeypatch.setattr(cybertipline.CyberTiplineClient, "fileinfo", lost)
+    first = service.advance(factory, settings, row.id)
+    assert (first.state, first.remote_id) == ("opened", "100001")
+    (file_id,) = fake.reports["100001"].files
+    assert fake.reports["100001"].files[file_id]["details"] is not None
+    monkeypatch.setattr(cybertipline.CyberTiplineClient, "fileinfo", original)
+    second = service.advance(factory, settings, row.id, now=utcnow() + timedelta(hours=1))
+    assert second.state == "failed" and fake.calls == ["submit", "upload", "fileinfo", "fileinfo"]
+    assert second.last_error.startswith(
+        "/fileinfo: File details already given (code 4000: invalid request) [Request-ID req-0004] — "
+    )
+    assert (
+        f"file {file_id} was uploaded by an earlier attempt, which may have sent its details and lost NCMEC's answer"
+        in second.last_error
+    )
+    assert f"'seawall authority-reports cancel {row.reference}'" in second.last_error
+    assert fake.submits == 1 and len(fake.reports["100001"].files) == 1  # never a second report or upload
+    assert service.cancel(factory, settings, SYSTEM, row.reference).state == "cancelled"
+    assert fake.reports["100001"].state == "cancelled"

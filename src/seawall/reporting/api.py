@@ -1,4 +1,5 @@
-"""Routes of authority reporting under /v1: drafts, platform facts, submission, retraction, the NCA
+"""Routes of authority reporting under /v1: drafts, platform facts, submission, retraction and
+cancellation, the NCA
 pack, stored credentials and legal holds. Thin: parse, authorise, call the service."""
 
 from __future__ import annotations
@@ -129,6 +130,17 @@ def retract_report(reference: str, request: Request, principal: Principal = Depe
     factory = request.app.state.sessionmaker
     try:
         row = service.retract(factory, _settings(request), principal, reference)
+    except (service.ReportingError, service.Conflict, service.NotFound, cybertipline.CyberTiplineError) as exc:
+        raise _errors(exc) from None
+    with factory() as db:
+        return service.summary(db, db.get_one(AuthorityReport, row.id))
+
+
+@router.post("/authority-reports/{reference}/cancel", summary="Cancel a report NCMEC holds unfinished")
+def cancel_report(reference: str, request: Request, principal: Principal = Depends(require("qa"))) -> dict[str, Any]:
+    factory = request.app.state.sessionmaker
+    try:  # NCMEC is asked outside any transaction (the service opens its own, briefly)
+        row = service.cancel(factory, _settings(request), principal, reference)
     except (service.ReportingError, service.Conflict, service.NotFound, cybertipline.CyberTiplineError) as exc:
         raise _errors(exc) from None
     with factory() as db:

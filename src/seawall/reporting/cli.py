@@ -26,7 +26,7 @@ def _fail(message: str) -> typer.Exit:
 
 @reports_app.command("ls")
 def ls(
-    state: str | None = typer.Option(None, help="draft, approved, opened, submitted, retracted, failed."),
+    state: str | None = typer.Option(None, help="draft, approved, opened, submitted, retracted, cancelled, failed."),
     limit: int = typer.Option(50, help="How many, newest first."),
 ) -> None:
     """Authority reports, newest first; an NCA report past its priority's deadline shows OVERDUE."""
@@ -87,6 +87,17 @@ def retract(reference: str) -> None:
     factory = default_sessionmaker()
     try:
         row = service.retract(factory, get_settings(), cli_principal(), reference)
+    except (service.NotFound, service.ReportingError, service.Conflict, cybertipline.CyberTiplineError) as exc:
+        raise _fail(str(exc)) from None
+    print(json.dumps({"reference": row.reference, "state": row.state, "remote_id": row.remote_id}))
+
+
+@reports_app.command("cancel")
+def cancel(reference: str) -> None:
+    """Cancel a report NCMEC holds opened but unfinished (NCMEC's /cancel); it ends 'cancelled'."""
+    factory = default_sessionmaker()
+    try:
+        row = service.cancel(factory, get_settings(), cli_principal(), reference)
     except (service.NotFound, service.ReportingError, service.Conflict, cybertipline.CyberTiplineError) as exc:
         raise _fail(str(exc)) from None
     print(json.dumps({"reference": row.reference, "state": row.state, "remote_id": row.remote_id}))

@@ -158,14 +158,72 @@ def _ip_event(parent: ET.Element, event: IpEvent) -> None:
         _text(holder, "port", event.port)
 
 
-def _person(parent: ET.Element, tag: str, person: dict[str, Any]) -> None:
+def _person(parent: ET.Element, tag: str, person: dict[str, Any], *, contact_only: bool = False) -> None:
+    """A ``person`` (or, ``contact_only``, a ``contactPerson``: no age or date of birth), in the
+    schema's order: firstName, lastName, phone*, email*, (address*), age, dateOfBirth."""
     holder = ET.SubElement(parent, tag)
     _text(holder, "firstName", person.get("first_name"))
     _text(holder, "lastName", person.get("last_name"))
-    if person.get("phone"):
-        _text(holder, "phone", person["phone"])
-    if person.get("email"):
-        _text(holder, "email", person["email"])
+    for phone in ([person["phone"]] if person.get("phone") else []) + list(person.get("phones") or []):
+        _text(holder, "phone", phone)
+    for email in ([person["email"]] if person.get("email") else []) + list(person.get("emails") or []):
+        _text(holder, "email", email)
+    if not contact_only:
+        _text(holder, "age", person.get("age"))
+        _text(holder, "dateOfBirth", person.get("date_of_birth"))
+
+
+def _law_enforcement(root: ET.Element, facts: dict[str, Any] | None) -> None:
+    """``lawEnforcement``: agencyName (required), caseNumber, officerContact, reportedToLe,
+    servedLegalProcessDomestic, servedLegalProcessInternational@fleaCountry."""
+    if not facts:
+        return
+    agency = (facts.get("agency_name") or "").strip()
+    if not agency:
+        raise DocumentInvalid("lawEnforcement needs the agency's name (agency_name)")
+    holder = ET.SubElement(root, "lawEnforcement")
+    _text(holder, "agencyName", agency)
+    _text(holder, "caseNumber", facts.get("case_number"))
+    if facts.get("officer"):
+        _person(holder, "officerContact", facts["officer"], contact_only=True)
+    _text(holder, "reportedToLe", facts.get("reported_to_le"))
+    _text(holder, "servedLegalProcessDomestic", facts.get("served_legal_process_domestic"))
+    international = facts.get("served_legal_process_international")
+    if international is not None:
+        served = _text(holder, "servedLegalProcessInternational", international)
+        if facts.get("flea_country") and served is not None:
+            served.set("fleaCountry", facts["flea_country"])
+
+
+def _account(holder: ET.Element, facts: dict[str, Any]) -> None:
+    """The account children ``intendedRecipient`` and ``victim`` share, up to profileUrl."""
+    _text(holder, "espIdentifier", facts.get("esp_identifier"), limit=255)
+    _text(holder, "espService", facts.get("esp_service"), limit=100)
+    _text(holder, "screenName", facts.get("screen_name"), limit=256)
+    for name in facts.get("display_names") or []:
+        _text(holder, "displayName", name)
+    for url in facts.get("profile_urls") or []:
+        _text(holder, "profileUrl", url)
+
+
+def _intended_recipient(root: ET.Element, facts: dict[str, Any]) -> None:
+    holder = ET.SubElement(root, "intendedRecipient")
+    if facts.get("person"):
+        _person(holder, "intendedRecipientPerson", facts["person"])
+    _account(holder, facts)
+    for prior in facts.get("prior_reports") or []:
+        _text(holder, "priorCTReports", prior)
+    _text(holder, "additionalInfo", facts.get("additional_info"))
+
+
+def _victim(root: ET.Element, facts: dict[str, Any]) -> None:
+    holder = ET.SubElement(root, "victim")
+    _person(holder, "victimPerson", facts.get("person") or {})  # required, even when empty
+    _account(holder, facts)
+    _text(holder, "schoolName", facts.get("school_name"))
+    for prior in facts.get("prior_reports") or []:
+        _text(holder, "priorCTReports", prior)
+    _text(holder, "additionalInfo", facts.get("additional_info"))
 
 
 def report_xml(facts: dict[str, Any], events: Sequence[IpEvent]) -> bytes:
@@ -190,6 +248,7 @@ def report_xml(facts: dict[str, Any], events: Sequence[IpEvent]) -> bytes:
         web = ET.SubElement(ET.SubElement(root, "internetDetails"), "webPageIncident")
         for url in urls:
             _text(web, "url", url, limit=2083)
+    _law_enforcement(root, facts.get("law_enforcement"))
     reporter_element = ET.SubElement(root, "reporter")
     _person(reporter_element, "reportingPerson", reporter)
     person = facts.get("person") or {}
@@ -204,6 +263,10 @@ def report_xml(facts: dict[str, Any], events: Sequence[IpEvent]) -> bytes:
             _text(reported, "profileUrl", url)
         for event in events:
             _ip_event(reported, event)
+    for recipient in facts.get("intended_recipients") or []:
+        _intended_recipient(root, recipient)
+    for victim in facts.get("victims") or []:
+        _victim(root, victim)
     _text(root, "additionalInfo", facts.get("additional_info"))
     return _serialise(root)
 

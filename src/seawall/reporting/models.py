@@ -22,8 +22,9 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 AUTHORITIES = ("ncmec", "nca")
 # draft: being put together; approved: a person (or the policy) said submit; opened: the authority
 # holds an unfinished report (remote_id known); submitted: filed (cannot be undone); retracted:
-# withdrawn before it was filed; failed: an error a person must look at (last_error says which).
-REPORT_STATES = ("draft", "approved", "opened", "submitted", "retracted", "failed")
+# withdrawn before it was filed; cancelled: an opened report cancelled at NCMEC (/cancel) before it
+# was filed; failed: an error a person must look at (last_error says which).
+REPORT_STATES = ("draft", "approved", "opened", "submitted", "retracted", "cancelled", "failed")
 EVENT_NAMES = ("Login", "Registration", "Purchase", "Upload", "Other", "Unknown")
 PRIORITIES = (1, 2, 3)  # the NCA's: 1 immediate risk to a child, 2 as soon as practicable, 3 without undue delay
 
@@ -59,7 +60,7 @@ class AuthorityReport(Base):
     remote_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # retracted or cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # a worker's step in flight

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,65 @@ class PersonIn(_Strict):
     connections: list[str] = Field(default_factory=list, max_length=100)  # linked accounts (NCA Schedule 1)
 
 
+Phone = Annotated[str, Field(min_length=3, max_length=40, pattern=r"^\+?[0-9][0-9 ()./-]*$")]
+Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+Url = Annotated[str, Field(min_length=1, max_length=2083)]
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class PersonDetailsIn(_Strict):
+    """A CyberTipline ``person``: a victim's or an intended recipient's details."""
+
+    first_name: str | None = Field(None, min_length=1, max_length=100)
+    last_name: str | None = Field(None, min_length=1, max_length=100)
+    phones: list[Phone] = Field(default_factory=list, max_length=10)
+    emails: list[Email] = Field(default_factory=list, max_length=10)
+    age: int | None = Field(None, ge=0, le=130)
+    date_of_birth: date | None = None
+
+
+class OfficerIn(_Strict):
+    """The investigating officer (``officerContact``)."""
+
+    first_name: str | None = Field(None, min_length=1, max_length=100)
+    last_name: str | None = Field(None, min_length=1, max_length=100)
+    phones: list[Phone] = Field(default_factory=list, max_length=10)
+    emails: list[Email] = Field(default_factory=list, max_length=10)
+
+
+class LawEnforcementIn(_Strict):
+    """``lawEnforcement``: when the incident was already reported to, or came from, the police."""
+
+    agency_name: str = Field(min_length=1, max_length=256)
+    case_number: str | None = Field(None, min_length=1, max_length=100)
+    officer: OfficerIn | None = None
+    reported_to_le: bool | None = None
+    served_legal_process_domestic: bool | None = None
+    served_legal_process_international: bool | None = None
+    flea_country: str | None = Field(None, pattern=r"^[A-Z]{2}$")  # ISO 3166 code of the foreign agency
+
+
+class _AccountIn(_Strict):
+    person: PersonDetailsIn | None = None
+    esp_identifier: str | None = Field(None, min_length=1, max_length=255)
+    esp_service: str | None = Field(None, min_length=1, max_length=100)
+    screen_name: str | None = Field(None, min_length=1, max_length=256)
+    display_names: list[Name] = Field(default_factory=list, max_length=20)
+    profile_urls: list[Url] = Field(default_factory=list, max_length=20)
+    prior_reports: list[int] = Field(default_factory=list, max_length=50)  # earlier CyberTipline report ids
+    additional_info: str | None = Field(None, min_length=1, max_length=3000)
+
+
+class RecipientIn(_AccountIn):
+    """An ``intendedRecipient``: whom the content was sent to."""
+
+
+class VictimIn(_AccountIn):
+    """A ``victim``; only what the platform holds about its own account holder."""
+
+    school_name: str | None = Field(None, min_length=1, max_length=256)
+
+
 class FactsIn(_Strict):
     incident_type: str | None = Field(None, max_length=200)
     incident_at: datetime | None = None
@@ -35,13 +94,19 @@ class FactsIn(_Strict):
     urls: list[str] | None = Field(None, max_length=100)
     person: PersonIn | None = None
     additional_info: str | None = Field(None, max_length=3000)
+    law_enforcement: LawEnforcementIn | None = None
+    intended_recipients: list[RecipientIn] | None = Field(None, max_length=10)
+    victims: list[VictimIn] | None = Field(None, max_length=10)
 
     def as_facts(self) -> dict[str, Any]:
-        out = self.model_dump(exclude_none=True, exclude={"incident_at", "person"})
+        sections = {"law_enforcement", "intended_recipients", "victims"}
+        out = self.model_dump(exclude_none=True, exclude={"incident_at", "person", *sections})
         if self.incident_at is not None:
             out["incident_at"] = self.incident_at.isoformat()
         if self.person is not None:
             out["person"] = self.person.model_dump(exclude_defaults=True)
+        # JSON-ready (dates as text), empty lists and unset fields left out
+        out.update(self.model_dump(mode="json", include=sections, exclude_none=True, exclude_defaults=True))
         return out
 
 

@@ -57,6 +57,14 @@ EDITABLE = ("draft", "failed")  # states whose facts may still change (failed: b
 FLAG_FILE_ANNOTATIONS = {"self_generated": "possibleSelfProduction", "ai_generated": "generativeAi"}
 FLAG_REPORT_ANNOTATIONS = {"sextortion": "sextortion"}
 DEFAULT_INCIDENT_TYPE = cybertipline.INCIDENT_TYPES[0]
+# A file uploaded in an earlier attempt whose fileinfo is not recorded: that attempt may have sent it
+# and lost the answer. NCMEC takes a file's details once and names no "already given" code, so a
+# refusal of the resend cannot be told from a real one: a person decides.
+FILEINFO_IN_DOUBT = (
+    " — file {file_id} was uploaded by an earlier attempt, which may have sent its details and lost "
+    "NCMEC's answer (NCMEC takes a file's details once): ask NCMEC quoting the Request-ID; the report "
+    "stays open and unfinished at NCMEC until it is cancelled ('seawall authority-reports cancel {reference}')"
+)
 
 
 class ReportingError(ValueError):
@@ -339,7 +347,33 @@ def _check_facts(facts: dict[str, Any]) -> None:
         if moment.tzinfo is None:
             raise ReportingError("incident_at carries a time zone (e.g. 2026-05-01T10:00:00+00:00)")
         if moment > utcnow():
-            raise ReportingError("incident_at is in the past")
+            raise ReportingError("incident_at must be in the past")
+    _check_sections(facts)
+
+
+_ACCOUNT_FIELDS = ("person", "esp_identifier", "screen_name", "display_names", "profile_urls")
+
+
+def _check_sections(facts: dict[str, Any]) -> None:
+    """The rules of lawEnforcement, intendedRecipient and victim the field types cannot say."""
+    law = facts.get("law_enforcement")
+    if law is not None:
+        if not str(law.get("agency_name") or "").strip():
+            raise ReportingError("law_enforcement.agency_name is required (the agency's name)")
+        if law.get("flea_country") and law.get("served_legal_process_international") is not True:
+            raise ReportingError(
+                "law_enforcement.flea_country names the country whose agency served legal process: "
+                "set served_legal_process_international to true with it"
+            )
+    for section, extra in (("intended_recipients", ()), ("victims", ("school_name",))):
+        for index, entry in enumerate(facts.get(section) or []):
+            where = f"{section}[{index}]"
+            names = (*_ACCOUNT_FIELDS, *extra)
+            if not any(entry.get(name) for name in names):
+                raise ReportingError(f"{where} names nobody: give at least one of {', '.join(names)}")
+            born = (entry.get("person") or {}).get("date_of_birth")
+            if born is not None and str(born) > utcnow().date().isoformat():
+                raise ReportingError(f"{where}.person.date_of_birth is in the future")
 
 
 def _add_files_and_events(session: Session, row: AuthorityReport, files: list[ApiFile], events: list[ApiEvent]) -> None:
@@ -791,7 +825,12 @@ def _ncmec(factory: sessionmaker[Session], settings: Settings, work: _Work) -> N
                     remote_id, str(file_id), facts, classify=settings.cybertipline_hash_sharing_mou
                 )
                 cybertipline.validate(document, xsd)
-                client.fileinfo(document)
+                try:
+                    client.fileinfo(document)
+                except cybertipline.CyberTiplineError as exc:
+                    if f["remote_file_id"] is not None and not exc.retryable:
+                        exc.args = (f"{exc}{FILEINFO_IN_DOUBT.format(file_id=file_id, reference=work.reference)}",)
+                    raise
 
                 def detailed(session: Session, row: AuthorityReport, f: dict[str, Any] = f) -> None:
                     session.get_one(AuthorityReportFile, f["id"]).details_sent = True
@@ -962,7 +1001,7 @@ def retract(factory: sessionmaker[Session], settings: Settings, actor: Principal
                 f"authority report {row.reference} was filed ({row.authority} id {row.remote_id}): a filed report "
                 "cannot be retracted through the API; contact the authority quoting that id"
             )
-        if row.state == "retracted":
+        if row.state in ("retracted", "cancelled"):
             return row
         if row.lease_until is not None and row.lease_until > utcnow():
             raise Conflict(f"authority report {row.reference} is being submitted right now: try again in a minute")
@@ -970,34 +1009,77 @@ def retract(factory: sessionmaker[Session], settings: Settings, actor: Principal
             row.state, row.retracted_at, row.next_attempt_at = "retracted", utcnow(), None
             audit.record(session, actor, "authority_report.retract", "authority_report", row.reference, {})
             return row
+    return _withdraw_at_ncmec(factory, settings, actor, reference, "retract")
+
+
+def cancel(factory: sessionmaker[Session], settings: Settings, actor: Principal, reference: str) -> AuthorityReport:
+    """Cancel a report NCMEC holds unfinished (opened: submitted there, not finished) with NCMEC's
+    /cancel. Only such a report: a draft has nothing at NCMEC to cancel (retract withdraws it), a
+    filed one cannot be cancelled. The report ends ``cancelled``; nothing resumes it."""
+    with transaction(factory) as session:
+        row = get(session, reference)
+        if row.state == "cancelled":
+            return row
+        if row.authority != "ncmec":
+            raise Conflict(f"authority report {row.reference} is for the {row.authority.upper()}: only NCMEC cancels")
+        if row.state == "submitted":
+            raise Conflict(
+                f"authority report {row.reference} was filed (ncmec id {row.remote_id}): a filed report cannot be "
+                "cancelled; contact NCMEC quoting that id"
+            )
+        if row.state == "retracted":
+            raise Conflict(f"authority report {row.reference} was already retracted")
+        if row.remote_id is None:
+            raise Conflict(
+                f"authority report {row.reference} is {row.state} and not opened at NCMEC: there is nothing to "
+                "cancel there (retract withdraws a draft)"
+            )
+    return _withdraw_at_ncmec(factory, settings, actor, reference, "cancel")
+
+
+def _withdraw_at_ncmec(
+    factory: sessionmaker[Session], settings: Settings, actor: Principal, reference: str, how: str
+) -> AuthorityReport:
+    """NCMEC's /retract or /cancel of a report it holds unfinished; the report held (its lease) while
+    NCMEC is asked, so no worker finishes it meanwhile, and released whatever the answer."""
+    with transaction(factory) as session:
+        row = get(session, reference)
+        if row.lease_until is not None and row.lease_until > utcnow():
+            raise Conflict(f"authority report {row.reference} is being submitted right now: try again in a minute")
+        if row.state not in ("opened", "failed", "approved") or row.remote_id is None:
+            raise Conflict(f"authority report {row.reference} is {row.state}: it cannot be {how}ed now")
         remote_id, report_id = row.remote_id, row.id
-        # Hold it while NCMEC is asked, so no worker finishes it meanwhile.
         row.lease_until = utcnow() + timedelta(seconds=LEASE_SECONDS_PER_STEP)
         username, secret = credentials(session, settings, row.authority)
+
+    def release() -> None:
+        with transaction(factory) as session:
+            session.get_one(AuthorityReport, report_id).lease_until = None
+
     request_id: str | None = None
     try:
         with cybertipline.CyberTiplineClient(
             settings.cybertipline_url, username, secret, timeout=settings.cybertipline_timeout_seconds
         ) as client:
-            request_id = client.retract(remote_id).request_id
+            request_id = (client.retract(remote_id) if how == "retract" else client.cancel(remote_id)).request_id
     except cybertipline.CyberTiplineError as exc:
         if exc.code == cybertipline.ALREADY_FINISHED:
-            with transaction(factory) as session:
-                session.get_one(AuthorityReport, report_id).lease_until = None
-            raise Conflict(f"NCMEC says report {remote_id} was already filed: it cannot be retracted ({exc})") from None
-        if exc.code != cybertipline.ALREADY_RETRACTED:
-            with transaction(factory) as session:
-                session.get_one(AuthorityReport, report_id).lease_until = None
+            release()
+            raise Conflict(f"NCMEC says report {remote_id} was already filed: it cannot be {how}ed ({exc})") from None
+        if exc.code != cybertipline.ALREADY_RETRACTED:  # "already retracted": an earlier call went through
+            release()
             raise
         request_id = exc.request_id
+    state = "retracted" if how == "retract" else "cancelled"
     with transaction(factory) as session:
         row = session.get_one(AuthorityReport, report_id)
-        row.state, row.retracted_at, row.lease_until, row.next_attempt_at = "retracted", utcnow(), None, None
+        # retracted_at: when the report was withdrawn, by either call (the state says which)
+        row.state, row.retracted_at, row.lease_until, row.next_attempt_at = state, utcnow(), None, None
         row.last_request_id = request_id or row.last_request_id
         audit.record(
             session,
             actor,
-            "authority_report.retract",
+            f"authority_report.{how}",
             "authority_report",
             row.reference,
             {"remote_id": remote_id, "request_id": request_id},
@@ -1022,7 +1104,8 @@ def listing(
 
 def overdue(row: AuthorityReport, now: datetime | None = None) -> bool:
     """An NCA report past its priority's deadline and not filed yet."""
-    return row.due_at is not None and row.state not in ("submitted", "retracted") and (now or utcnow()) > row.due_at
+    closed = ("submitted", "retracted", "cancelled")
+    return row.due_at is not None and row.state not in closed and (now or utcnow()) > row.due_at
 
 
 def summary(session: Session, row: AuthorityReport) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Console pages for authority reports: the list (overdue ones marked), one report with its facts,
-files by hash (never media) and IP events, and the forms that approve or retract it."""
+files by hash (never media) and IP events, and the forms that approve, retract or cancel it."""
 
 from __future__ import annotations
 
@@ -85,10 +85,35 @@ def retract_form(
     request: Request,
     _token: None = Depends(form_token),
     user: User = Depends(console_require("qa")),
+    db: Session = Depends(get_db),
 ) -> Response:
     settings: Settings = request.app.state.settings
-    try:  # NCMEC is asked outside any transaction (the service opens its own, briefly)
+    # The login check's session (the same one) ends its transaction first: on SQLite it holds the
+    # write lock, which the service's own short transactions need. NCMEC is asked outside any.
+    db.commit()
+    try:
         service.retract(request.app.state.sessionmaker, settings, request.state.principal, reference)
+    except service.NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except (service.ReportingError, service.Conflict, cybertipline.CyberTiplineError) as exc:
+        raise HTTPException(409, str(exc)) from None
+    return _back(reference)
+
+
+@router.post("/authority-reports/{reference}/cancel")
+def cancel_form(
+    reference: str,
+    request: Request,
+    _token: None = Depends(form_token),
+    user: User = Depends(console_require("qa")),
+    db: Session = Depends(get_db),
+) -> Response:
+    settings: Settings = request.app.state.settings
+    # The login check's session (the same one) ends its transaction first: on SQLite it holds the
+    # write lock, which the service's own short transactions need. NCMEC is asked outside any.
+    db.commit()
+    try:
+        service.cancel(request.app.state.sessionmaker, settings, request.state.principal, reference)
     except service.NotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except (service.ReportingError, service.Conflict, cybertipline.CyberTiplineError) as exc:
