@@ -117,23 +117,44 @@ function rgbaFromPlanes(buf, layout, width, height, nv12) {
   return rgba;
 }
 
-// RGBA of the frame the element shows now. {rgba, width, height, path}
+// RGBA of the frame the element shows now. {rgba, width, height, path, at: its timestamp in µs}
 async function framePixels(video, planes = true) {
-  const frame = new VideoFrame(video, { timestamp: 0 });
+  const frame = new VideoFrame(video);
   try {
     const width = frame.visibleRect ? frame.visibleRect.width : frame.displayWidth;
     const height = frame.visibleRect ? frame.visibleRect.height : frame.displayHeight;
     if (planes && (frame.format === "I420" || frame.format === "NV12")) {
       const buf = new Uint8Array(frame.allocationSize());
       const layout = await frame.copyTo(buf);
-      return { rgba: rgbaFromPlanes(buf, layout, width, height, frame.format === "NV12"), width, height, path: frame.format };
+      const rgba = rgbaFromPlanes(buf, layout, width, height, frame.format === "NV12");
+      return { rgba, width, height, path: frame.format, at: frame.timestamp };
     }
     const rgba = new Uint8Array(width * height * 4);
     await frame.copyTo(rgba, { format: "RGBA" });
-    return { rgba, width, height, path: "RGBA" };
+    return { rgba, width, height, path: "RGBA", at: frame.timestamp };
   } finally {
     frame.close();
   }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The pixels of frame n. 'seeked' can fire while the element still shows the previous frame (seen
+// under load at 1080p): the frame's own timestamp says which frame was read, so a stale one is
+// read again, then sought again; a frame that cannot be had is an error, never a wrong hash.
+async function frameAt(video, n, fps, base, planes) {
+  for (let seek = 0; seek < 3; seek++) {
+    const seeked = once(video, "seeked", 15000);
+    // The middle of frame n: clear of rounding at the frame's edges.
+    video.currentTime = (n + 0.5) / fps;
+    await seeked;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const px = await framePixels(video, planes);
+      if (base === null || !Number.isFinite(px.at) || Math.round(((px.at - base) * fps) / 1e6) === n) return px;
+      await sleep(30);
+    }
+  }
+  throw new Error(`frame ${n} could not be read`);
 }
 
 // vPDQ frames of a video: [{frame, quality, pdq, timestamp}], at most `maxFrames` (every frame
@@ -155,12 +176,10 @@ export async function vpdqOfVideo(bytes, mime, maxFrames, { planes = true } = {}
     const step = Math.max(1, Math.ceil(track.frames / maxFrames));
     const out = [];
     let pixels = "none";
+    let base = null; // the first frame's timestamp (microseconds): an edit list may shift them all
     for (let n = 0; n < track.frames && out.length < maxFrames; n += step) {
-      // The middle of frame n: clear of rounding at the frame's edges.
-      const seeked = once(video, "seeked", 15000);
-      video.currentTime = (n + 0.5) / track.fps;
-      await seeked;
-      const px = await framePixels(video, planes);
+      const px = await frameAt(video, n, track.fps, base, planes);
+      if (base === null) base = px.at - (n * 1e6) / track.fps;
       pixels = px.path;
       const r = pdqFromRgba(px.rgba, px.width, px.height, false, false, true);
       const timestamp = f32(f32(n) / f32(track.fps));
