@@ -80,9 +80,18 @@ export function mp4VideoTrack(b) {
 
 function once(target, event, ms) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} in time`)), ms);
-    target.addEventListener(event, () => { clearTimeout(timer); resolve(); }, { once: true });
-    target.addEventListener("error", () => { clearTimeout(timer); reject(new Error("the browser cannot decode this video")); }, { once: true });
+    const done = (error) => {
+      clearTimeout(timer);
+      target.removeEventListener(event, ok);
+      target.removeEventListener("error", failed);
+      if (error) reject(error);
+      else resolve();
+    };
+    const ok = () => done(null);
+    const failed = () => done(new Error("the browser cannot decode this video"));
+    const timer = setTimeout(() => done(new Error(`no ${event} in time`)), ms);
+    target.addEventListener(event, ok);
+    target.addEventListener("error", failed);
   });
 }
 
