@@ -4,6 +4,7 @@ withdrawal reaching the feed, statistics, bounds and refusals (SQLite and Postgr
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -21,7 +22,14 @@ from seawall.lists import service as lists_service
 from seawall.lists.models import Entry
 from seawall.lists.records import EntryRecord
 from seawall.selfreport import service
-from seawall.selfreport.schemas import MAX_FILES, FileHashes, SelfReportIn
+from seawall.selfreport.schemas import (
+    BODY_BYTES,
+    MAX_FILES,
+    MAX_FRAMES,
+    MAX_VIDEO_FRAMES,
+    FileHashes,
+    SelfReportIn,
+)
 from seawall.stats import service as stats
 from seawall.stats.service import Query
 
@@ -167,10 +175,10 @@ def test_endpoint_answers_a_case_and_pin_and_refuses_bad_shapes(client: TestClie
     assert (raw.status_code, raw.json()) == (400, {"detail": "The report is not valid JSON."})
     huge = client.post(
         "/self-report/submit",
-        content=b'{"files": [' + b" " * 20_000 + b"]}",  # refused before a byte is parsed
+        content=b'{"files": [' + b" " * 30_000 + b"]}",  # refused before a byte is parsed
         headers={"content-type": "application/json"},
     )
-    assert huge.status_code == 413 and "16384-byte limit" in huge.text
+    assert huge.status_code == 413 and "24576-byte limit" in huge.text
     assert len(db.scalars(select(Report.id).where(Report.channel == "self_report")).all()) == 1  # one taken
     # Every attempt counted (refused ones too): over the limit, the next is refused before parsing.
     app.state.settings.self_report_limit = 10  # 9 counted so far: one more is allowed, then none
@@ -213,3 +221,85 @@ def test_status_and_withdraw_pages(client: TestClient, db: Session) -> None:
     form = {"reference": filed["reference"], "pin": filed["pin"], "csrf_token": token}
     assert client.post("/self-report/status", data=form).status_code == 404
     assert client.post("/self-report/withdraw", data=form).status_code == 404
+
+
+def _frames(seed: int, count: int, quality: int = 90) -> list[dict[str, Any]]:
+    return [
+        {
+            "frame": 3 * n,
+            "quality": quality,
+            "pdq": hashlib.sha256(f"frame {seed} {n}".encode()).hexdigest(),
+            "timestamp": round(0.1 * n, 3),
+        }
+        for n in range(count)
+    ]
+
+
+def test_video_frames_are_listed_per_video_bounded_and_withdrawn(
+    client: TestClient, app: Any, db: Session, settings: Settings
+) -> None:
+    # Two videos: each its own external id (matching counts a listed video's frames per id); a
+    # frame repeated or under the quality floor is not listed.
+    one = {**_file(40, pdq=False), "vpdq": [*_frames(40, 3), _frames(40, 1)[0], *_frames(41, 2, quality=20)]}
+    two = {**_file(42, pdq=False), "vpdq": _frames(42, 2)}
+    got = service.submit(db, settings, SelfReportIn.model_validate({"files": [one, two, _file(43)], "consent": True}))
+    db.commit()
+    vpdq = sorted((e.external_id, e.value) for e in db.scalars(select(Entry).where(Entry.signal_type == "vpdq")))
+    ref = f"self-report:{got.case}"
+    assert vpdq == sorted(
+        [(f"{ref}#video1", f["pdq"]) for f in _frames(40, 3)] + [(f"{ref}#video2", f["pdq"]) for f in _frames(42, 2)]
+    )
+    report = db.scalars(select(Report).where(Report.reference == got.case)).one()
+    assert report.description == (
+        "Self-report: 3 file(s) hashed on the young person's device, 2 video(s) as 8 hashed frames."
+    )
+    assert service.withdraw(db, got.case, got.pin)
+    db.commit()
+    assert {e.status for e in db.scalars(select(Entry))} == {"retracted"}
+
+    # Bounds: frames per video, frames per report, each frame's shape; the largest report fits the cap.
+    app.state.settings.self_report_limit = 100  # every attempt counts against the per-client limit
+    token = _token(client)
+    video = {**_file(50, pdq=False), "vpdq": _frames(50, MAX_VIDEO_FRAMES)}
+    refusals = [
+        (
+            [{**video, "vpdq": _frames(50, MAX_VIDEO_FRAMES + 1)}],
+            f"A video carries at most {MAX_VIDEO_FRAMES} frames.",
+        ),
+        (
+            [video] * (MAX_FRAMES // MAX_VIDEO_FRAMES + 1),
+            f"A report carries at most {MAX_FRAMES} video frames in all.",
+        ),
+        ([{**video, "vpdq": []}], "files.0.vpdq: List should have at least 1 item after validation, not 0"),
+        (
+            [{**video, "vpdq": [{**_frames(50, 1)[0], "frame": -1}]}],
+            "files.0.vpdq.0.frame: Input should be greater than or equal to 0",
+        ),
+        (
+            [{**video, "vpdq": [{**_frames(50, 1)[0], "quality": 101}]}],
+            "files.0.vpdq.0.quality: Input should be less than or equal to 100",
+        ),
+        (
+            [{**video, "vpdq": [{**_frames(50, 1)[0], "pdq": "ab"}]}],
+            "files.0.vpdq.0.pdq: String should match pattern '^[0-9a-fA-F]{64}$'",
+        ),
+        (
+            [{**video, "vpdq": [{**_frames(50, 1)[0], "timestamp": 1e9}]}],
+            "files.0.vpdq.0.timestamp: Input should be less than or equal to 86400",
+        ),
+        (
+            [{**video, "vpdq": [{**_frames(50, 1)[0], "thumbnail": "AAAA"}]}],
+            "files.0.vpdq.0.thumbnail: Extra inputs are not permitted",
+        ),
+    ]
+    for files, message in refusals:
+        answer = _send(client, token, {"files": files, "consent": True})
+        assert (answer.status_code, answer.json()) == (422, {"detail": message})
+    # The largest report the page can send: 20 files, 128 frames with the longest numbers.
+    frame = {"frame": 9_999_999, "quality": 100, "pdq": "f" * 64, "timestamp": 86399.999}
+    files = [
+        {**_file(60 + i), "vpdq": [frame] * (MAX_FRAMES // 2)} if i < 2 else _file(60 + i) for i in range(MAX_FILES)
+    ]
+    body = {"files": files, "age_band": "14-15", "consent": True, "csrf_token": token}
+    assert len(json.dumps(body).encode()) < BODY_BYTES
+    assert _send(client, token, body).status_code == 201

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from seawall.hotline.models import Case, Report
 from seawall.lists import service as lists
 from seawall.lists.models import Entry, HashList
 from seawall.lists.records import EntryRecord
+from seawall.matching.service import MIN_PDQ_QUALITY
 from seawall.selfreport.schemas import SelfReportIn
 
 LIST_NAME: Final = "self-report"
@@ -74,6 +75,38 @@ def self_report_list(session: Session) -> HashList:
         return lists.get_list(session, LIST_NAME)
 
 
+def video_id(reference: str, number: int) -> str:
+    """The external id of the n-th video's vPDQ frames (1-based): matching counts a listed video's
+    frames per external id, so each video needs its own."""
+    return f"{external_id(reference)}#video{number}"
+
+
+def vpdq_records(data: SelfReportIn, reference: str, labels: tuple[str, ...], note: str) -> list[EntryRecord]:
+    """One ``vpdq`` entry per distinct good-quality frame hash of each video, as a listed video is
+    stored: frames sharing an external id. Frames under the quality floor are left out: vPDQ
+    compares only good frames, and a listed frame that can never match would lower the share of
+    the video a platform's upload is found to cover."""
+    out: list[EntryRecord] = []
+    videos = 0
+    for f in data.files:
+        if not f.vpdq:
+            continue
+        videos += 1
+        good = dict.fromkeys(x.pdq.lower() for x in f.vpdq if x.quality >= MIN_PDQ_QUALITY)
+        out.extend(
+            EntryRecord(
+                signal_type="vpdq",
+                value=value,
+                labels=labels,
+                source=SOURCE,
+                external_id=video_id(reference, videos),
+                note=note,
+            )
+            for value in good
+        )
+    return out
+
+
 def signals_of(data: SelfReportIn) -> list[tuple[str, str]]:
     """The submitted hashes as (signal type, value), normalised, each once."""
     out: list[tuple[str, str]] = []
@@ -91,6 +124,8 @@ def submit(session: Session, settings: Settings, data: SelfReportIn) -> Received
     if not data.consent:
         raise SelfReportError("Please tick the box to say you agree before sending.")
     signals = signals_of(data)
+    videos = sum(1 for f in data.files if f.vpdq)
+    frames = f", {videos} video(s) as {sum(len(f.vpdq or ()) for f in data.files)} hashed frames" if videos else ""
     try:
         done = intake.submit(
             session,
@@ -99,7 +134,7 @@ def submit(session: Session, settings: Settings, data: SelfReportIn) -> Received
             intake.ReportIn(
                 channel="self_report",
                 age_band=data.age_band,
-                description=f"Self-report: {len(data.files)} file(s) hashed on the young person's device.",
+                description=f"Self-report: {len(data.files)} file(s) hashed on the young person's device{frames}.",
                 signals=signals,
             ),
         )
@@ -119,6 +154,7 @@ def submit(session: Session, settings: Settings, data: SelfReportIn) -> Received
         )
         for kind, value in signals
     ]
+    records += vpdq_records(data, done.report.reference, labels, f"case {done.case.reference}")
     lists.add_entries(
         session, SELF_REPORTER_LIST_OWNER, hash_list, records, description=f"self-report {done.report.reference}"
     )
@@ -130,7 +166,13 @@ def _entries(session: Session, reference: str) -> list[Entry]:
         session.scalars(
             select(Entry)
             .join(HashList, HashList.id == Entry.list_id)
-            .where(HashList.name == LIST_NAME, Entry.external_id == external_id(reference))
+            .where(
+                HashList.name == LIST_NAME,
+                or_(
+                    Entry.external_id == external_id(reference),
+                    Entry.external_id.startswith(external_id(reference) + "#video", autoescape=True),
+                ),
+            )
         )
     )
 

@@ -17,15 +17,19 @@ from seawall.config import Settings
 from seawall.db import transaction
 from seawall.hotline.models import AGE_BANDS
 from seawall.selfreport import service
-from seawall.selfreport.schemas import MAX_FILES, SelfReportIn
+from seawall.selfreport.schemas import MAX_FILES, MAX_FRAMES, MAX_VIDEO_FRAMES, SelfReportIn
 from seawall.web.app import render
 from seawall.web.csrf import csrf_valid
 from seawall.web.deps import get_db
+from seawall.web.security import CONTENT_SECURITY_POLICY
 
 router = APIRouter(include_in_schema=False)
 HOUR = 3600
 EXPIRED = "This page has expired. Reload it and try again."
 BUSY_STATUS = "Too many tries in a short time. Please wait an hour and try again."
+# The page plays the chosen video from a blob: URL, in a detached element, to hash its frames on
+# the device; every other rule is the console's.
+PAGE_POLICY = CONTENT_SECURITY_POLICY + "; media-src 'self' blob:"
 
 
 def _client(request: Request) -> str:
@@ -53,7 +57,16 @@ def _page(request: Request, template: str, status_code: int = 200, **context: An
 
 @router.get("/self-report")
 def self_report_page(request: Request) -> Response:
-    return _page(request, "page.html", age_bands=AGE_BANDS, max_files=MAX_FILES)
+    response = _page(
+        request,
+        "page.html",
+        age_bands=AGE_BANDS,
+        max_files=MAX_FILES,
+        max_frames=MAX_FRAMES,
+        max_video_frames=MAX_VIDEO_FRAMES,
+    )
+    response.headers["content-security-policy"] = PAGE_POLICY
+    return response
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -68,6 +81,10 @@ def _readable(exc: ValidationError) -> str:
         return f"A report carries at most {MAX_FILES} files."
     if where == "files" and first.get("type") == "too_short":
         return "A report carries the hashes of at least one file."
+    if where == "body" and first.get("type") == "value_error":  # the only check across files
+        return f"A report carries at most {MAX_FRAMES} video frames in all."
+    if where.endswith("vpdq") and first.get("type") == "too_long":
+        return f"A video carries at most {MAX_VIDEO_FRAMES} frames."
     return f"{where}: {first.get('msg', 'invalid')}"
 
 

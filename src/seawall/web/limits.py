@@ -10,7 +10,7 @@ routes                        cap                                        credent
 /login /logout /report        ``FORM_BODY_BYTES`` (128 KiB)              no (public forms; CSRF checked
 /report/status                                                           by the route)
 /review/… /qa/… (console)     ``FORM_BODY_BYTES``                        no (the route checks login)
-/self-report/submit (JSON)    ``selfreport.schemas.BODY_BYTES`` (16 KiB) no (CSRF header checked by the
+/self-report/submit (JSON)    ``selfreport.schemas.BODY_BYTES`` (24 KiB) no (CSRF header checked by the
                                                                          route; hashes only)
 uploads (multipart): /v1/hash ``max_file_bytes`` + ``MULTIPART_ENVELOPE``   yes
 /v1/match /h/hash /m/lookup

@@ -8,6 +8,7 @@
 
 import { md5Hex } from "./md5.js";
 import { SAMPLE, pdqFromRgba, sampleIndices } from "./pdq.js";
+import { vpdqOfVideo } from "./video.js";
 
 export const IMAGE = "image";
 export const VIDEO = "video";
@@ -218,9 +219,10 @@ function hex(buffer) {
 }
 
 // Every hash of one file the page can compute: {media, format, md5, sha256, pdq?, pdq_quality?,
-// pdq_dihedral?, exact_only, reason?}. exact_only: only exact copies can be matched (a video, or a
-// picture this browser cannot decode), and `reason` says why in plain words.
-export async function hashBytes(bytes, { dihedral = false, path = "auto" } = {}) {
+// pdq_dihedral?, vpdq?, exact_only, reason?}. exact_only: only exact copies can be matched (a video
+// or picture this browser cannot decode), and `reason` says why in plain words. `maxFrames`: the
+// most vPDQ frames to hash of a video (0: none).
+export async function hashBytes(bytes, { dihedral = false, path = "auto", maxFrames = 64 } = {}) {
   const kind = sniff(bytes);
   const out = { media: kind.media, format: kind.format, exact_only: true };
   out.sha256 = hex(await crypto.subtle.digest("SHA-256", bytes));
@@ -242,6 +244,20 @@ export async function hashBytes(bytes, { dihedral = false, path = "auto" } = {})
     out.reason = kind.format === "heif" ? "heif" : "undecodable";
   } else if (kind.media === VIDEO) {
     out.reason = "video";
+    if (kind.format === "mp4" && maxFrames > 0) {
+      try {
+        const v = await vpdqOfVideo(bytes, "video/mp4", maxFrames);
+        if (v.frames.length) {
+          out.vpdq = v.frames;
+          out.vpdq_step = v.step;
+          out.pixels = v.pixels;
+          out.exact_only = false;
+          delete out.reason;
+        }
+      } catch (err) {
+        out.error = String(err && err.message ? err.message : err);
+      }
+    }
   } else {
     out.reason = "unknown";
   }

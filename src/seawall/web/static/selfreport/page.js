@@ -11,10 +11,12 @@ const send = document.getElementById("send");
 const sendError = document.getElementById("send-error");
 const done = document.getElementById("done");
 const maxFiles = Number(form.dataset.maxFiles);
+const maxFrames = Number(form.dataset.maxFrames);
+const maxVideoFrames = Number(form.dataset.maxVideoFrames);
 const token = document.querySelector('meta[name="csrf-token"]').content;
 
 const NOTES = {
-  video: "Videos are found only as exact copies of this file.",
+  video: "This browser can't look inside this video, so it will be found only as an exact copy of this file.",
   heif: "This browser can't open this kind of photo (HEIC), so it will be found only as an exact copy.",
   undecodable: "This browser couldn't open this picture, so it will be found only as an exact copy.",
   unknown: "This doesn't look like a picture or a video. It will be found only as an exact copy.",
@@ -54,13 +56,17 @@ input.addEventListener("change", async () => {
   }
   busy = true;
   refresh();
+  // The report carries at most maxFrames video frames: the videos share them.
+  const videos = files.filter((f) => f.type.startsWith("video/")).length;
+  const perVideo = Math.min(maxVideoFrames, Math.floor(maxFrames / Math.max(1, videos)));
   for (let i = 0; i < files.length; i++) {
     const word = files[i].type.startsWith("video/") ? "video" : "picture";
     progress.textContent = `Making fingerprints on your device: ${i + 1} of ${files.length}…`;
     try {
-      const r = await hashFile(files[i]);
+      const r = await hashFile(files[i], { maxFrames: perVideo });
       results.push(r);
-      item(`${word[0].toUpperCase()}${word.slice(1)} ${i + 1}: fingerprint ready`, r.exact_only ? NOTES[r.reason] : "");
+      const note = r.exact_only ? NOTES[r.reason] : r.vpdq ? "This video will also be found as similar copies." : "";
+      item(`${word[0].toUpperCase()}${word.slice(1)} ${i + 1}: fingerprint ready`, note);
     } catch (err) {
       item(`File ${i + 1}: we couldn't read this file`, "Try choosing it again, or choose another copy.");
     }
@@ -85,6 +91,7 @@ form.addEventListener("submit", async (event) => {
         f.pdq = r.pdq;
         f.pdq_quality = r.pdq_quality;
       }
+      if (r.vpdq) f.vpdq = r.vpdq.map(({ frame, quality, pdq, timestamp }) => ({ frame, quality, pdq, timestamp }));
       return f;
     }),
     age_band: document.getElementById("age-band").value || null,

@@ -200,12 +200,13 @@ export function pdqFromLuma(luma, rows, cols, withDihedral = false) {
 // PDQ of decoded RGBA pixels, as `seawall hash` computes it: the whole image when both sides are at
 // most 512, else the exact 512x512 nearest-neighbour sample.
 // `rowsSampled`: the pixels hold only the 512 sampled rows already (in order), full width.
-export function pdqFromRgba(rgba, width, height, withDihedral = false, rowsSampled = false) {
+// `whole`: hash every pixel whatever the size, as vPDQ hashes a video frame.
+export function pdqFromRgba(rgba, width, height, withDihedral = false, rowsSampled = false, whole = false) {
   let rows = null;
   let cols = null;
   if (rowsSampled) {
     cols = sampleIndices(width);
-  } else if (width > SAMPLE || height > SAMPLE) {
+  } else if (!whole && (width > SAMPLE || height > SAMPLE)) {
     rows = sampleIndices(height);
     cols = sampleIndices(width);
   }
