@@ -81,6 +81,7 @@ def settings(tmp_path: Path, database_url: str, fake_url: str) -> Settings:
         secret_key="test-secret-key-not-for-production",
         queue_immediate=True,
         cybertipline_url=f"{fake_url}/ispws",
+        fetch_allow_networks=["127.0.0.1/32"],  # the fake authorities listen on loopback
         cybertipline_timeout_seconds=10,
         nca_api_url=f"{fake_url}/api/reports",
         nca_reference_field="caseReference",
@@ -626,6 +627,7 @@ def cli():  # type: ignore[no-untyped-def]
             "SEAWALL_DATABASE_URL": settings.database_url or "",
             "SEAWALL_SECRET_KEY": "test-secret-key-not-for-production",
             "SEAWALL_CYBERTIPLINE_URL": settings.cybertipline_url,
+            "SEAWALL_FETCH_ALLOW_NETWORKS": '["127.0.0.1/32"]',
             "SEAWALL_REPORTING_REPORTER_EMAIL": "reports@platform.example",
             "SEAWALL_QUEUE_IMMEDIATE": "true",
             **extra,
@@ -1011,3 +1013,17 @@ def test_a_lost_fileinfo_answer_is_resent_once_and_a_refusal_says_what_to_do(
     assert fake.submits == 1 and len(fake.reports["100001"].files) == 1  # never a second report or upload
     assert service.cancel(factory, settings, SYSTEM, row.reference).state == "cancelled"
     assert fake.reports["100001"].state == "cancelled"
+
+
+def test_the_authorities_are_reached_only_where_the_fetch_rules_allow(fake_url: str) -> None:
+    """The clients are built by seawall.fetch: an address the rules refuse is a clear, final error."""
+    from seawall.fetch import AddressRules
+
+    client = cybertipline.CyberTiplineClient(f"{fake_url}/ispws", "u", "p", rules=AddressRules(()))
+    with client, pytest.raises(cybertipline.CyberTiplineError) as refused:
+        client.status()
+    assert "127.0.0.1 is not a public address (SEAWALL_FETCH_ALLOW_NETWORKS)" in str(refused.value)
+    assert refused.value.retryable is False
+    with pytest.raises(nca.NcaError, match="is not a public address") as nca_refused:
+        nca.submit(f"{fake_url}/api/reports", "t", {}, reference_field="x", timeout=5, rules=AddressRules(()))
+    assert nca_refused.value.retryable is False

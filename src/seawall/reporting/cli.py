@@ -12,6 +12,7 @@ from rich.table import Table
 from seawall.auth.permissions import cli_principal
 from seawall.config import get_settings
 from seawall.db import default_sessionmaker, transaction
+from seawall.fetch import AddressRules
 from seawall.reporting import cybertipline, retention, service
 
 reports_app = typer.Typer(help="Authority reports: NCMEC CyberTipline and the UK NCA.", no_args_is_help=True)
@@ -139,7 +140,9 @@ def fetch_xsd() -> None:
         except service.ReportingError as exc:
             raise _fail(str(exc)) from None
     try:
-        with cybertipline.CyberTiplineClient(settings.cybertipline_url, username, password) as client:
+        with cybertipline.CyberTiplineClient(
+            settings.cybertipline_url, username, password, rules=AddressRules.from_settings(settings)
+        ) as client:
             data = client.xsd()
     except cybertipline.CyberTiplineError as exc:
         raise _fail(str(exc)) from None

@@ -21,6 +21,7 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 import httpx
 
+from seawall.fetch import AddressRules, FetchRefused, safe_client
 from seawall.redact import redact_text
 
 TEST_BASE_URL = "https://exttest.cybertip.org/ispws"
@@ -387,12 +388,13 @@ class CyberTiplineClient:
     """One session with the Reporting API (HTTP Basic); every call bounded by ``timeout``."""
 
     def __init__(
-        self, base_url: str, username: str, password: str, *, timeout: float = 60.0, transport: Any = None
+        self, base_url: str, username: str, password: str, *, rules: AddressRules, timeout: float = 60.0
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(
-            auth=(username, password), timeout=timeout, transport=transport, follow_redirects=False
-        )
+        # Built by seawall.fetch like every outgoing client: the configured host is checked (and pinned)
+        # by the operator's address rules, and no proxy or .netrc from the environment is read.
+        self._client = safe_client(rules, timeout=timeout)
+        self._client.auth = (username, password)
 
     def __enter__(self) -> CyberTiplineClient:
         return self
@@ -405,6 +407,8 @@ class CyberTiplineClient:
             response = self._client.request(method, f"{self.base_url}{path}", **kwargs)
         except httpx.HTTPError as exc:
             raise CyberTiplineError(redact_text(f"{path}: {type(exc).__name__}: {exc}"), retryable=True) from None
+        except FetchRefused as exc:  # an address the operator's rules do not allow: retrying will not help
+            raise CyberTiplineError(f"{path}: {exc} (SEAWALL_FETCH_ALLOW_NETWORKS)") from None
         request_id = response.headers.get("request-id")
         if response.status_code == 401:
             raise CyberTiplineError(

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from seawall.fetch import AddressRules, FetchRefused, safe_client
 from seawall.redact import redact_text
 
 PACK_VERSION = "seawall-nca-pack/1"
@@ -123,13 +124,17 @@ def pack(
     return out
 
 
-def submit(url: str, token: str, document: dict[str, Any], *, reference_field: str, timeout: float) -> str:
+def submit(
+    url: str, token: str, document: dict[str, Any], *, reference_field: str, timeout: float, rules: AddressRules
+) -> str:
     """POST the pack as JSON (bearer token); the NCA's reference from its answer."""
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        with safe_client(rules, timeout=timeout) as client:
             response = client.post(url, json=document, headers={"authorization": f"Bearer {token}"})
     except httpx.HTTPError as exc:
         raise NcaError(redact_text(f"NCA API: {type(exc).__name__}: {exc}"), retryable=True) from None
+    except FetchRefused as exc:  # an address the operator's rules do not allow: retrying will not help
+        raise NcaError(f"NCA API: {exc} (SEAWALL_FETCH_ALLOW_NETWORKS)") from None
     if response.status_code >= 500 or response.status_code == 429:
         raise NcaError(
             f"NCA API answered HTTP {response.status_code}", retryable=True, http_status=response.status_code

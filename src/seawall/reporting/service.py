@@ -36,6 +36,7 @@ from seawall.config import Settings
 from seawall.db import transaction, utcnow
 from seawall.evidence import service as evidence
 from seawall.evidence.models import EvidenceObject
+from seawall.fetch import AddressRules
 from seawall.hotline.classification import industry
 from seawall.hotline.models import Assessment, Case, CaseItem, Item, Report, ReportSignal
 from seawall.reporting import cybertipline, nca
@@ -758,7 +759,11 @@ def _failed(
 def _ncmec(factory: sessionmaker[Session], settings: Settings, work: _Work) -> None:
     xsd = cybertipline.schema_path(settings.home)
     with cybertipline.CyberTiplineClient(
-        settings.cybertipline_url, work.username, work.secret, timeout=settings.cybertipline_timeout_seconds
+        settings.cybertipline_url,
+        work.username,
+        work.secret,
+        rules=AddressRules.from_settings(settings),
+        timeout=settings.cybertipline_timeout_seconds,
     ) as client:
         remote_id = work.remote_id
         if remote_id is None:
@@ -862,6 +867,7 @@ def _nca(factory: sessionmaker[Session], settings: Settings, work: _Work) -> Non
         document,
         reference_field=settings.nca_reference_field,
         timeout=settings.cybertipline_timeout_seconds,
+        rules=AddressRules.from_settings(settings),
     )
 
     def opened(session: Session, row: AuthorityReport) -> None:
@@ -1059,7 +1065,11 @@ def _withdraw_at_ncmec(
     request_id: str | None = None
     try:
         with cybertipline.CyberTiplineClient(
-            settings.cybertipline_url, username, secret, timeout=settings.cybertipline_timeout_seconds
+            settings.cybertipline_url,
+            username,
+            secret,
+            rules=AddressRules.from_settings(settings),
+            timeout=settings.cybertipline_timeout_seconds,
         ) as client:
             request_id = (client.retract(remote_id) if how == "retract" else client.cancel(remote_id)).request_id
     except cybertipline.CyberTiplineError as exc:
