@@ -14,6 +14,12 @@ entries takes a minute or two), to iterate faster; a reused home carries the ear
 temporary folder is used and removed (``BENCH_KEEP=1`` keeps it).
 
 Needs wrk (Debian package `wrk`); everything runs on 127.0.0.1.
+
+``--regions`` measures instead what matching regions (docs/regions.md) costs an upload: two servers
+on the same home, one with ``SEAWALL_MATCH_REGIONS=false`` (the baseline), one with it on, are
+loaded in turn with phone-photo-sized JPEG uploads (1080x1920 and 3000x4000; no border, letterboxed,
+padded, a phone screenshot), alternating several rounds so the machine's load falls on both alike,
+and the ratio of upload throughput (on / off) is printed per kind of upload. No wrk needed.
 """
 
 from __future__ import annotations
@@ -192,6 +198,107 @@ def uploads(base: str, key: str, pictures: list[bytes], seconds: float, threads:
     }
 
 
+def region_uploads() -> dict[str, list[bytes]]:
+    """Phone-photo-sized JPEGs, 4 of each kind: benign generated pictures (the listed ones among
+    the bordered kinds, so region hits and their match log rows are part of the cost)."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    from seawall.media.synthetic import benign_image
+
+    listed = [benign_image(900 + i, 1024, 768) for i in range(4)]
+
+    def encoded(image: Image.Image) -> bytes:
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=85)
+        return out.getvalue()
+
+    def letterbox(picture: Image.Image, w: int, h: int) -> Image.Image:
+        inner = picture.resize((w, w * picture.height // picture.width))
+        canvas = Image.new("RGB", (w, h), (0, 0, 0))
+        canvas.paste(inner, (0, (h - inner.height) // 2))
+        return canvas
+
+    def screenshot(picture: Image.Image, w: int, h: int) -> Image.Image:
+        canvas = Image.new("RGB", (w, h), (255, 255, 255))
+        draw = ImageDraw.Draw(canvas)
+        draw.rectangle((0, 0, w, h // 24), fill=(25, 25, 25))
+        draw.rectangle((0, h // 24, w, h // 10), fill=(245, 245, 248))
+        inner = picture.resize((w - 60, (w - 60) * picture.height // picture.width))
+        canvas.paste(inner, (30, h // 8))
+        for y in range(h // 8 + inner.height + 40, h - 40, 44):
+            for x in range(30, w - 60, 36):
+                draw.rectangle((x, y, x + 22, y + 18), fill=(70, 70, 70))
+        return canvas
+
+    kinds: dict[str, list[bytes]] = {}
+    for w, h in ((1080, 1920), (3000, 4000)):
+        kinds[f"{w}x{h} photo, no border"] = [encoded(benign_image(700 + i, w, h)) for i in range(4)]
+        kinds[f"{w}x{h} letterboxed (listed)"] = [encoded(letterbox(p, w, h)) for p in listed]
+        kinds[f"{w}x{h} padded 10% white"] = [
+            encoded(ImageOps.expand(benign_image(720 + i, w * 8 // 10, h * 8 // 10), w // 10, (255, 255, 255)))
+            for i in range(4)
+        ]
+        kinds[f"{w}x{h} phone screenshot (listed)"] = [encoded(screenshot(p, w, h)) for p in listed]
+    return kinds
+
+
+def start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    server = subprocess.Popen(
+        [SEAWALL, "serve", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
+    t0 = time.monotonic()
+    while True:
+        try:
+            if httpx.get(base + "/readyz", timeout=2).json().get("ready"):
+                return server, base, log
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() - t0 > 600 or server.poll() is not None:
+            sys.exit(f"server did not become ready (log: {log})")
+        time.sleep(0.5)
+
+
+def regions_main(args: argparse.Namespace, env: dict[str, str], home: Path, key: str) -> None:
+    """Upload throughput with regions on vs off, measured in turns in one run (see ``--regions``)."""
+    kinds = region_uploads()
+    servers = {flag: start_server({**env, "SEAWALL_MATCH_REGIONS": flag}, args.workers) for flag in ("false", "true")}
+    try:
+        print(f"servers ready: regions off at {servers['false'][1]}, on at {servers['true'][1]}")
+        for flag in servers:  # warm-up: numba kernels, pools, every kind once
+            for files in kinds.values():
+                uploads(servers[flag][1], key, files, 1, 2)
+        rounds = args.rounds
+        print(f"{rounds} rounds of {args.seconds} s per server and kind, 2 client threads, {args.workers} workers")
+        print(f"{'upload':40}{'off req/s':>11}{'on req/s':>10}{'on p50 ms':>11}{'ratio':>8}")
+        totals = {"false": 0.0, "true": 0.0}
+        for label, files in kinds.items():
+            done = {"false": 0.0, "true": 0.0}
+            p50: list[float] = []
+            for r in range(rounds):
+                order = ("false", "true") if r % 2 == 0 else ("true", "false")
+                for flag in order:
+                    got = uploads(servers[flag][1], key, files, args.seconds, 2)
+                    done[flag] += got["rps"]
+                    if flag == "true":
+                        p50.append(got["p50"])
+            off, on = done["false"] / rounds, done["true"] / rounds
+            totals["false"] += 1 / off
+            totals["true"] += 1 / on
+            print(f"{label:40}{off:>11.1f}{on:>10.1f}{statistics.median(p50):>11.1f}{on / off:>7.2f}x")
+        # The same number of each kind: throughput is the inverse of the summed per-upload times.
+        print(f"{'mix (one of each kind)':40}{'':>11}{'':>10}{'':>11}{totals['false'] / totals['true']:>7.2f}x")
+    finally:
+        for server, _, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=20)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -199,8 +306,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--home", type=Path, help="seed into PATH and keep it; reuse it if seeded already")
+    parser.add_argument("--regions", action="store_true", help="upload throughput with regions on vs off")
+    parser.add_argument("--rounds", type=int, default=3, help="--regions: alternating rounds per kind")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
+    if not args.regions and not shutil.which("wrk"):
         sys.exit("bench/api.py needs wrk: apt-get install wrk")
     keep = bool(args.home or os.environ.get("BENCH_KEEP"))
     home = args.home.resolve() if args.home else Path(tempfile.mkdtemp(prefix="seawall-bench-api-"))
@@ -215,6 +324,13 @@ def main() -> None:
         print(f"reusing {home} ({args.entries:,} PDQ entries)")
     else:
         print(f"seeded {args.entries:,} PDQ entries in {time.monotonic() - t0:.0f} s")
+    if args.regions:
+        try:
+            regions_main(args, env, home, key)
+        finally:
+            if not keep:
+                shutil.rmtree(home, ignore_errors=True)
+        return
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server_log = Path(tempfile.mkdtemp()) / "server.log"
