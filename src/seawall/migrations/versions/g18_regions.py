@@ -14,9 +14,12 @@ down_revision: str | None = "r13_review"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# If SQLite's table is rebuilt, it keeps AUTOINCREMENT: list ids are never reused (migration 0005).
+_KEEP_AUTOINCREMENT = {"sqlite_autoincrement": True}
+
 
 def upgrade() -> None:
-    with op.batch_alter_table("lists") as batch:
+    with op.batch_alter_table("lists", table_kwargs=_KEEP_AUTOINCREMENT) as batch:
         batch.add_column(sa.Column("regions", sa.Boolean(), nullable=False, server_default=sa.true()))
     with op.batch_alter_table("list_entries") as batch:
         batch.add_column(sa.Column("trimmed_value", sa.String(length=64), nullable=True))
@@ -33,5 +36,5 @@ def downgrade() -> None:
     with op.batch_alter_table("list_entries") as batch:
         batch.drop_column("trimmed_box")
         batch.drop_column("trimmed_value")
-    with op.batch_alter_table("lists") as batch:
+    with op.batch_alter_table("lists", table_kwargs=_KEEP_AUTOINCREMENT) as batch:
         batch.drop_column("regions")
