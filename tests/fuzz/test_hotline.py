@@ -181,7 +181,7 @@ def contact_files(draw: st.DrawFn) -> bytes:
                 st.one_of(st.sampled_from(["abuse@host.example", "a\x00b@host.example", ""]), odd_text)
             ),
             "api_endpoint": draw(
-                st.sampled_from(["", "https://api.host.example/notices", "ftp://x", "https://u:p@x.example/"])
+                st.sampled_from(["", "https://api.host.example/notices", "ftp://x", "https://u.example:p@x.example/"])
             ),
             "language": draw(st.sampled_from(["en", "pt-br", "", "EN", "english"])),
         }

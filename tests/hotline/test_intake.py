@@ -244,7 +244,7 @@ def test_matches_a_policy_sends_to_review_become_hotline_reports_once_per_conten
         answer = client.get("/v1/match", params={"signal_type": "md5", "value": known_a}, headers=headers)
         assert [a["type"] for a in answer.json()["actions"]] == ["review"]
     client.get("/v1/match", params={"signal_type": "md5", "value": known_c}, headers=platform)
-    client.post("/v1/match/url", json={"url": "https://PICS.example/album/9"}, headers=platform)
+    client.post("/v1/match/url", json={"url": "https://pics.example/album/9"}, headers=platform)
     text_match = client.post("/v1/match/text", json={"text": "a benignterm here"}, headers=platform).json()
     assert [m["list"] for m in text_match["matches"]] == ["terms"]  # matched, but nothing to report
 
@@ -254,7 +254,7 @@ def test_matches_a_policy_sends_to_review_become_hotline_reports_once_per_conten
         ("match", "key:platform", None, True),  # category A goes first
         ("match", "key:other-platform", None, True),
         ("match", "key:platform", None, False),
-        ("match", "key:platform", "https://PICS.example/album/9", False),
+        ("match", "key:platform", "https://pics.example/album/9", False),
     ]
     signals = [
         [(s.signal_type, s.value) for s in db.scalars(select(ReportSignal).where(ReportSignal.report_id == r.id))]

@@ -719,7 +719,7 @@ def test_the_partner_directory_through_the_api_checks_what_it_is_given(
     for change, message in (
         ({"endpoint": "http://hotline.example.nl"}, "endpoint: use https (plain http only to an address"),
         ({"endpoint": "https://10.1.2.3"}, "endpoint refused: 10.1.2.3 is not a public address"),
-        ({"endpoint": "https://user:pw@hotline.example.nl"}, "endpoint: no credentials, query or fragment"),
+        ({"endpoint": "https://someone.example:pw@hotline.example.nl"}, "endpoint: no credentials, query or fragment"),
         ({"public_key": "ed25519:AAAA"}, "public key: an Ed25519 public key is 32 bytes, this one is 3"),
         ({"country": "NLD"}, "String should have at most 2 characters"),
         ({"name": "no spaces please"}, "a partner's name is 1 to 100 letters"),

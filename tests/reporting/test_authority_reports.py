@@ -597,12 +597,12 @@ def test_documents_are_validated_against_the_operators_schema_when_present(
     """A tiny schema the fake serves stands in for NCMEC's (none is shipped): fetched with the CLI,
     then every document is checked against it before it is sent."""
     fake.xsd = (
-        b'<?xml version="1.0"?><xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
-        b'<xs:element name="report"><xs:complexType><xs:sequence>'
-        b'<xs:element name="incidentSummary" type="xs:anyType"/>'
-        b'<xs:element name="reporter" type="xs:anyType"/>'
-        b"</xs:sequence></xs:complexType></xs:element></xs:schema>"
-    )
+        f'<?xml version="1.0"?><xs:schema xmlns:xs="{cybertipline.XSD_NAMESPACE}">'
+        '<xs:element name="report"><xs:complexType><xs:sequence>'
+        '<xs:element name="incidentSummary" type="xs:anyType"/>'
+        '<xs:element name="reporter" type="xs:anyType"/>'
+        "</xs:sequence></xs:complexType></xs:element></xs:schema>"
+    ).encode()
     _credentials(db, settings, fake)
     fetched = cli(settings, "authority-reports", "fetch-xsd")
     assert fetched.exit_code == 0, fetched.output

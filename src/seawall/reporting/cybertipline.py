@@ -323,17 +323,22 @@ def schema_path(home: Path) -> Path:
     return home / "cybertipline.xsd"
 
 
+# The namespace of XML Schema documents (a name, never fetched).
+XSD_NAMESPACE = "http://www.w3.org/2001/XMLSchema"
+
+
 def validate(document: bytes, xsd: Path | None) -> None:
     """Check ``document`` against the operator's copy of NCMEC's schema when there is one (lxml)."""
     if xsd is None or not xsd.is_file():
         return
-    try:
-        from lxml import etree
-    except ImportError:  # pragma: no cover - lxml is a dependency
-        return
+    from lxml import etree
+
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
-        schema = etree.XMLSchema(etree.parse(str(xsd), parser))
+        tree = etree.parse(str(xsd), parser)
+        if tree.getroot().tag != f"{{{XSD_NAMESPACE}}}schema":  # e.g. an error page saved by mistake
+            raise DocumentInvalid(f"the saved schema {xsd} is not an XML Schema; fetch it again (fetch-xsd)")
+        schema = etree.XMLSchema(tree)
     except (etree.XMLSchemaParseError, etree.XMLSyntaxError) as exc:
         raise DocumentInvalid(f"the saved schema {xsd} cannot be read: {exc}") from None
     parsed = etree.fromstring(document, parser)
