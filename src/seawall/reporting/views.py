@@ -12,18 +12,9 @@ from seawall.config import Settings
 from seawall.reporting import cybertipline, service
 from seawall.reporting.models import REPORT_STATES
 from seawall.web.app import render
-from seawall.web.csrf import csrf_valid
-from seawall.web.deps import console_require, get_db
+from seawall.web.deps import console_form, console_require, get_db
 
 router = APIRouter(include_in_schema=False)
-
-
-async def form_token(request: Request) -> None:
-    """A console form's CSRF token, checked before anything else (login included)."""
-    form = await request.form()
-    token = form.get("csrf_token")
-    if not csrf_valid(request, token if isinstance(token, str) else None):
-        raise HTTPException(403, "The form expired or did not come from this site. Reload the page and try again.")
 
 
 @router.get("/authority-reports")
@@ -64,8 +55,7 @@ def _back(reference: str) -> Response:
 def submit_form(
     reference: str,
     request: Request,
-    _token: None = Depends(form_token),
-    user: User = Depends(console_require("qa")),
+    user: User = Depends(console_form("qa")),
     db: Session = Depends(get_db),
 ) -> Response:
     settings: Settings = request.app.state.settings
@@ -79,43 +69,29 @@ def submit_form(
     return _back(reference)
 
 
-@router.post("/authority-reports/{reference}/retract")
-def retract_form(
-    reference: str,
-    request: Request,
-    _token: None = Depends(form_token),
-    user: User = Depends(console_require("qa")),
-    db: Session = Depends(get_db),
-) -> Response:
-    settings: Settings = request.app.state.settings
-    # The login check's session (the same one) ends its transaction first: on SQLite it holds the
-    # write lock, which the service's own short transactions need. NCMEC is asked outside any.
+def _ask_ncmec(request: Request, db: Session, reference: str, action: str) -> Response:
+    """Retract or cancel at NCMEC. The login check's session ends its transaction first: on SQLite it
+    holds the write lock, which the service's own short transactions need; NCMEC is asked outside any."""
     db.commit()
+    act = service.retract if action == "retract" else service.cancel
     try:
-        service.retract(request.app.state.sessionmaker, settings, request.state.principal, reference)
+        act(request.app.state.sessionmaker, request.app.state.settings, request.state.principal, reference)
     except service.NotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except (service.ReportingError, service.Conflict, cybertipline.CyberTiplineError) as exc:
         raise HTTPException(409, str(exc)) from None
     return _back(reference)
+
+
+@router.post("/authority-reports/{reference}/retract")
+def retract_form(
+    reference: str, request: Request, user: User = Depends(console_form("qa")), db: Session = Depends(get_db)
+) -> Response:
+    return _ask_ncmec(request, db, reference, "retract")
 
 
 @router.post("/authority-reports/{reference}/cancel")
 def cancel_form(
-    reference: str,
-    request: Request,
-    _token: None = Depends(form_token),
-    user: User = Depends(console_require("qa")),
-    db: Session = Depends(get_db),
+    reference: str, request: Request, user: User = Depends(console_form("qa")), db: Session = Depends(get_db)
 ) -> Response:
-    settings: Settings = request.app.state.settings
-    # The login check's session (the same one) ends its transaction first: on SQLite it holds the
-    # write lock, which the service's own short transactions need. NCMEC is asked outside any.
-    db.commit()
-    try:
-        service.cancel(request.app.state.sessionmaker, settings, request.state.principal, reference)
-    except service.NotFound as exc:
-        raise HTTPException(404, str(exc)) from None
-    except (service.ReportingError, service.Conflict, cybertipline.CyberTiplineError) as exc:
-        raise HTTPException(409, str(exc)) from None
-    return _back(reference)
+    return _ask_ncmec(request, db, reference, "cancel")
