@@ -5,6 +5,7 @@ plain GROUP BY, imports (idempotent, a bad line), and the records written on QA 
 from __future__ import annotations
 
 from datetime import date
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +160,11 @@ def test_two_dimensions_filters_share_and_the_cube_agrees_with_the_records(
         {"half_year": "2022-H1", "age_band": "7-10", "count": 2, "previous": 1, "change_pct": 100.0, "share_pct": 66.7},
         {"half_year": "2022-H1", "age_band": "11-13", "count": 1, "previous": 1, "change_pct": 0.0, "share_pct": 33.3},
     ]
-    # Three dimensions (two grouped, one filtered) are counted from the records.
+    # Three dimensions (two grouped, one filtered): by year from the cube's monthly triples, by week
+    # (the cube holds pairs only by day) from the records; the same counts either way.
     combined = Query(by=["year", "age_band", "self_generated"], where={"hosting_country": "NL"})
     answer = service.table(db, settings, combined)
-    assert answer.source == "records"
+    assert answer.source == "cube (month)"
     assert [(r["year"], r["age_band"], r["self_generated"], r["count"]) for r in answer.rows] == [
         ("2021", "7-10", False, 0),
         ("2021", "7-10", True, 1),
@@ -171,8 +173,13 @@ def test_two_dimensions_filters_share_and_the_cube_agrees_with_the_records(
         ("2022", "7-10", True, 2),
         ("2022", "11-13", True, 0),
     ]
+    weekly = service.table(db, settings, Query(by=["week", *combined.by[1:]], where=combined.where))
+    assert weekly.source == "records"
+    assert sum(r["count"] for r in weekly.rows) == sum(r["count"] for r in answer.rows) == 5
+    four = service.table(db, settings, Query(by=combined.by, where={**combined.where, "sex": "girl"}))
+    assert four.source == "records"
     # The cube and a GROUP BY over the records give the same table.
-    monkeypatch.setattr(service, "CUBE_DIMS", 0)
+    monkeypatch.setattr(service, "CUBE_DIMS", {"d": 0, "m": 0})
     plain = service.table(db, settings, query)
     assert plain.source == "records" and plain.rows == result.rows
     monkeypatch.undo()
@@ -243,14 +250,13 @@ def test_the_cube_is_what_a_rebuild_makes(db: Session, settings: Settings) -> No
         ],
     )
     load(db, settings, [page(str(n), f"2022-0{1 + n % 9}-1{n % 9}T10:00:00Z", sex="boy") for n in range(0, 40, 5)])
-    cells = {
-        (c.measure, c.grain, c.dims, c.period, c.v1, c.v2): c.count for c in db.scalars(select(CubeCount)) if c.count
-    }
+    key = attrgetter("measure", "grain", "dims", "period", "v1", "v2", "v3")
+    cells = {key(c): c.count for c in db.scalars(select(CubeCount)) if c.count}
     service.rebuild_cube(db)
     db.commit()
-    rebuilt = {(c.measure, c.grain, c.dims, c.period, c.v1, c.v2): c.count for c in db.scalars(select(CubeCount))}
+    rebuilt = {key(c): c.count for c in db.scalars(select(CubeCount))}
     assert cells == rebuilt
-    assert rebuilt[("pages", "m", "", date(2022, 1, 1), "", "")] == 5
+    assert rebuilt[("pages", "m", "", date(2022, 1, 1), "", "", "")] == 5
 
 
 def test_suppression_of_small_counts() -> None:
@@ -340,3 +346,57 @@ def test_confirmation_writes_the_records_by_the_per_url_rules(
     assert [(r["age_band"], r["count"]) for r in rows] == [("3-6", 1)]
     assert sum(r["count"] for r in ask(db, settings, measure="images", by=["year"])) == 2
     assert [r["count"] for r in ask(db, settings, measure="self_reports", by=["year"])] == [1]
+
+
+def test_the_triples_migration_fills_the_cube_from_existing_records(empty_database_url: str) -> None:
+    """A database whose cube predates the monthly triples gets them when it is migrated, so the first
+    three-dimension question read from the cube is already right."""
+    from sqlalchemy import text
+
+    from seawall import migrate
+    from seawall.db import make_engine
+
+    engine = make_engine(empty_database_url)
+    try:
+        migrate.upgrade(engine, "i11_hma")
+        with engine.begin() as c:
+            for n, (sg, sex) in enumerate([(True, "boy"), (True, "boy"), (False, "boy"), (True, "girl")]):
+                c.execute(
+                    text(
+                        "INSERT INTO stats_pages (id, key, source, assessed_at, day, outcome, age_band, sex,"
+                        " self_generated, commercial, ai_generated)"
+                        " VALUES (:id, :key, 'import', :at, :day, 'csam', '7-10', :sex, :sg, false, false)"
+                    ),
+                    {
+                        "id": n + 1,
+                        "key": f"import:{n}",
+                        "at": f"2022-03-0{n + 1} 10:00:00",
+                        "day": date(2022, 3, n + 1),
+                        "sex": sex,
+                        "sg": sg,
+                    },
+                )
+        migrate.upgrade(engine)
+        with Session(engine) as session:
+            triple = session.execute(
+                select(CubeCount.period, CubeCount.v1, CubeCount.v2, CubeCount.v3, CubeCount.count)
+                .where(CubeCount.dims == "age_band,self_generated,sex", CubeCount.grain == "m")
+                .order_by(CubeCount.v2, CubeCount.v3)
+            ).all()
+            assert [tuple(r) for r in triple] == [
+                (date(2022, 3, 1), "7-10", "false", "boy", 1),
+                (date(2022, 3, 1), "7-10", "true", "boy", 2),
+                (date(2022, 3, 1), "7-10", "true", "girl", 1),
+            ]
+            settings = Settings(database_url=empty_database_url)
+            answer = service.table(
+                session, settings, Query(by=["year", "age_band"], where={"sex": "boy", "self_generated": "true"})
+            )
+            assert answer.source == "cube (month)"
+            assert [(r["year"], r["age_band"], r["count"]) for r in answer.rows] == [("2022", "7-10", 2)]
+        migrate.downgrade(engine, "i11_hma")  # the triples go again; the pairs stay
+        with engine.connect() as c:
+            assert c.scalar(text("SELECT count(*) FROM stats_cube WHERE dims LIKE '%,%,%'")) == 0
+            assert c.scalar(text("SELECT sum(count) FROM stats_cube WHERE grain = 'm' AND dims = 'sex'")) == 4
+    finally:
+        engine.dispose()

@@ -6,9 +6,10 @@ from a hotline's past years, and counted exactly alike. Each holds the local cal
 ``assessed_at`` in the hotline's time zone (``SEAWALL_TIMEZONE``; ``seawall stats rebuild`` after
 changing it).
 
-The **cube** keeps the ``csam`` records' counts per day and per month for every dimension alone and
-every pair of dimensions, kept current by the same writes: a query of up to two dimensions (grouped
-or filtered) reads a few thousand cube rows instead of millions of records.
+The **cube** keeps the ``csam`` records' counts per day for every dimension alone and every pair of
+dimensions, and per month for every triple too, kept current by the same writes: a query of up to two
+dimensions (three by month, quarter, half-year or year), grouped or filtered, reads a few thousand
+cube rows instead of millions of records.
 """
 
 from __future__ import annotations
@@ -67,17 +68,18 @@ class ImageRecord(Base):
 
 class CubeCount(Base):
     """How many csam records of ``measure`` fall on one day (grain ``d``) or month (``m``, its first
-    day) with the values ``v1``, ``v2`` of the dimensions ``dims`` ("" for the total, "age_band",
+    day) with the values ``v1``, ``v2``, ``v3`` of the dimensions ``dims`` ("" for the total, "age_band",
     "age_band,self_generated" — names in sorted order)."""
 
     __tablename__ = "stats_cube"
-    __table_args__ = (UniqueConstraint("measure", "grain", "dims", "period", "v1", "v2", name="uq_stats_cube"),)
+    __table_args__ = (UniqueConstraint("measure", "grain", "dims", "period", "v1", "v2", "v3", name="uq_stats_cube"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     measure: Mapped[str] = mapped_column(String(8))
     grain: Mapped[str] = mapped_column(String(1))
-    dims: Mapped[str] = mapped_column(String(40))
+    dims: Mapped[str] = mapped_column(String(80))
     period: Mapped[date] = mapped_column(Date)
     v1: Mapped[str] = mapped_column(String(40), default="")
     v2: Mapped[str] = mapped_column(String(40), default="")
+    v3: Mapped[str] = mapped_column(String(40), default="", server_default="")
     count: Mapped[int] = mapped_column(BigInteger, default=0)
