@@ -197,7 +197,7 @@ def keep_freed_memory() -> None:
 
     Otherwise glibc gives buffers of a few megabytes their own mappings, or trims them off its heap
     when freed (always so when ``MALLOC_TRIM_THRESHOLD_`` is set, as Dask's nanny sets it for its
-    workers), and the kernel faults in and zeroes fresh pages for every picture: about 1 200 page
+    workers), and the kernel faults in and zeroes fresh pages for every picture: 1 200-1 900 page
     faults per 800x600 JPEG, which made hashing cost 1.4-1.8x the CPU. A process keeps at most
     ``_BULK_TRIM_THRESHOLD`` of free heap; pictures past ``_BULK_MMAP_THRESHOLD`` are mapped as before.
     Not for the server, which hands memory back after large decodes (``request_decode``)."""
