@@ -10,9 +10,17 @@ same run:
   (c) the same through a real `dask scheduler` and `dask worker` processes this script starts on
       127.0.0.1, against (b) at N workers
 
-Each scan's time is from the run's start to its end, cluster start-up excluded (measured apart and
-printed), so the figures are the steady state a long scan sees. Every scan's matches are checked
-against (a): a faster scan that finds something else is a failure, not a result.
+Each scan's time is from the run's start to its end with the cluster already up and every worker
+warm: (b) starts the local cluster as `seawall scan` does, has each worker load the scanning code,
+the kernels and the list indexes once (`client.run`), and then scans through that cluster's
+scheduler address, as (c) does with its real cluster. So the figures are the steady state a long
+scan sees; the one-off start and warm-up (about a second a worker, paid once per scan) is printed
+apart and is in none of the rates. Every scan's matches are checked against (a): a faster scan that
+finds something else is a failure, not a result.
+
+Next to each rate is the CPU time an item cost: of `seawall match`'s process, and of a scan's
+workers and of its driving process (where a local cluster's scheduler and nannies run too). Those
+do not depend on what else the machine runs; items/s does, so the load average is printed as well.
 
 Run: .venv/bin/python bench/scan.py [--images 160] [--workers 2] [--partition 16]
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -37,7 +46,16 @@ def _images(folder: Path, count: int) -> None:
         benign_image(1000 + n, 800, 600).save(folder / f"img{n:04}.jpg", format="JPEG", quality=88)
 
 
-def _timed_scan(sources: list[str], *, workers: int | None, fast: bool, scheduler: str | None = None) -> dict[str, Any]:
+def _cpu_seconds() -> float:
+    """CPU time of this process so far, every thread (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_scan(
+    sources: list[str], *, workers: int | None, fast: bool, scheduler: str | None = None, cluster: Any = None
+) -> dict[str, Any]:
+    """A scan, timed; with ``cluster`` (a client of it) also the CPU its workers and this process spent."""
     from seawall.auth.permissions import cli_principal
     from seawall.config import get_settings
     from seawall.db import default_sessionmaker
@@ -51,6 +69,8 @@ def _timed_scan(sources: list[str], *, workers: int | None, fast: bool, schedule
         )
         session.commit()
     marks: list[float] = []
+    workers_before = sum(cluster.run(_cpu_seconds).values()) if cluster is not None else 0.0
+    client_before = _cpu_seconds()
     started = time.perf_counter()
     ended = service.execute(
         factory,
@@ -62,9 +82,11 @@ def _timed_scan(sources: list[str], *, workers: int | None, fast: bool, schedule
         on_progress=lambda p: marks.append(time.perf_counter()),
     )
     total = time.perf_counter() - started
+    client_cpu = _cpu_seconds() - client_before
+    workers_cpu = sum(cluster.run(_cpu_seconds).values()) - workers_before if cluster is not None else 0.0
     rows = [json.loads(line) for line in Path(ended.out or "").read_text().splitlines()]
     Path(ended.out or "").unlink()
-    return {"items": ended.items, "seconds": total, "rows": rows}
+    return {"items": ended.items, "seconds": total, "rows": rows, "client_cpu": client_cpu, "workers_cpu": workers_cpu}
 
 
 def _warm_worker() -> None:
@@ -121,39 +143,50 @@ def main() -> None:
     # (a) the single-process matcher, as the command runs it
     runner = CliRunner()
     runner.invoke(app, ["match", str(folder / "img0000.jpg")])  # load indexes and kernels once
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     matched = runner.invoke(app, ["match", "-r", str(folder)])
     single_seconds = time.perf_counter() - started
+    single_cpu = (_cpu_seconds() - cpu) / args.images * 1000
     single = {
         r["path"]: sorted((m["signal_type"], m["entry_id"]) for m in r["matches"])
         for r in map(json.loads, matched.stdout.splitlines())
     }
     single_rate = args.images / single_seconds
-    print(f"(a) seawall match, one process: {single_rate:7.1f} items/s")
-
-    # cluster start-up, apart (the fork server starts here, once for the process)
-    for _ in range(2):
-        started = time.perf_counter()
-        client, cluster = connect(None, args.workers)
-        client.close()
-        cluster.close()
-        startup = time.perf_counter() - started
-    print(f"    local cluster of {args.workers} start and stop: {startup:.2f} s (excluded below)")
+    print(f"(a) seawall match, one process: {single_rate:7.1f} items/s  (CPU {single_cpu:.1f} ms an item)")
 
     sources = [str(folder)]
     results: dict[tuple[int, bool], float] = {}
+    cpu_ms: dict[tuple[int, bool], tuple[float, float]] = {}  # CPU ms an item: the workers, this process
+    for workers in (1, args.workers):
+        # the local cluster as `seawall scan` starts it, each worker warmed once (apart, not timed below)
+        started = time.perf_counter()
+        client, cluster = connect(None, workers)
+        client.run(_warm_worker)
+        startup = time.perf_counter() - started
+        print(f"    local cluster of {workers} worker(s) started and warmed in {startup:.2f} s (excluded below)")
+        try:
+            for fast in (False, True):
+                scan = _timed_scan(
+                    sources, workers=None, fast=fast, scheduler=cluster.scheduler_address, cluster=client
+                )
+                results[(workers, fast)] = scan["items"] / scan["seconds"]
+                cpu_ms[(workers, fast)] = (
+                    scan["workers_cpu"] / scan["items"] * 1000,
+                    scan["client_cpu"] / scan["items"] * 1000,
+                )
+                if not fast:
+                    assert _matches(scan["rows"]) == single, "scan results differ from seawall match"
+        finally:
+            client.close()
+            cluster.close()
     for fast in (False, True):
         for workers in (1, args.workers):
-            scan = _timed_scan(sources, workers=workers, fast=fast)
-            seconds = max(scan["seconds"] - startup, 1e-6)
-            rate = scan["items"] / seconds
-            results[(workers, fast)] = rate
-            if not fast:
-                assert _matches(scan["rows"]) == single, "scan results differ from seawall match"
+            rate = results[(workers, fast)]
             label = "fast" if fast else "exact"
             print(
                 f"(b) seawall scan, {workers} worker(s), {label:5}: {rate:7.1f} items/s"
-                f"  ({rate / single_rate:4.2f}x match)"
+                f"  ({rate / single_rate:4.2f}x match; CPU ms an item: workers {cpu_ms[(workers, fast)][0]:.1f},"
+                f" driving process {cpu_ms[(workers, fast)][1]:.1f})"
             )
         one, many = results[(1, fast)], results[(args.workers, fast)]
         efficiency = many / (one * args.workers)
@@ -166,7 +199,13 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}  # as docs/scan.md advises
+    env = {  # as docs/scan.md advises for scanning workers
+        **os.environ,
+        "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False",
+        "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "1s",
+        "DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL": "5s",
+        "DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL": "1s",
+    }
     procs = [
         subprocess.Popen(
             [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],

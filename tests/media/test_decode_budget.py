@@ -146,3 +146,42 @@ def test_request_decode_holds_a_slot_and_installs_a_fresh_budget(tmp_path: Path)
             pass
     with request_decode(settings) as again:  # the slot was freed
         assert again is not budget
+
+
+_FAULTS_PER_PICTURE = """
+import resource, sys
+from seawall.signals.hashing import hash_file
+if sys.argv[2] == "keep":
+    from seawall.media.budget import keep_freed_memory
+    keep_freed_memory()
+else:  # as Dask's nanny starts its workers: MALLOC_TRIM_THRESHOLD_=65536
+    import ctypes
+    ctypes.CDLL(None).mallopt(-1, 65536)
+for _ in range(3):
+    hash_file(sys.argv[1], dihedral=True, regions=True)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    hash_file(sys.argv[1], dihedral=True, regions=True)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("ctypes").CDLL(None), "mallopt"), reason="glibc's allocator only")
+def test_a_process_hashing_file_after_file_reuses_the_freed_pixel_buffers(tmp_path: Path) -> None:
+    """``keep_freed_memory`` (seawall match, scan workers): the next picture is decoded into the
+    memory the last one freed, not into fresh pages the kernel faults in and zeroes one by one."""
+    import subprocess
+    import sys
+
+    picture = tmp_path / "p.jpg"
+    benign_image(7, 800, 600).save(picture, format="JPEG", quality=88)
+
+    def faults(mode: str) -> int:
+        done = subprocess.run(
+            [sys.executable, "-c", _FAULTS_PER_PICTURE, str(picture), mode], capture_output=True, text=True, check=True
+        )
+        return int(done.stdout.strip())
+
+    # An 800x600 picture's buffers are megabytes: trimmed each time, they are ~1 000 page faults a picture.
+    assert faults("trim") > 500
+    assert faults("keep") < 50

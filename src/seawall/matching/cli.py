@@ -42,10 +42,12 @@ def match(
     """Hash and match local files against the lists in SEAWALL_HOME; one JSON object per file."""
     from seawall.matching import service
     from seawall.matching.indexes import MatchIndexes
+    from seawall.media.budget import keep_freed_memory
     from seawall.media.errors import MediaError
     from seawall.signals.hashing import expand_paths, hash_file
 
     settings = get_settings()
+    keep_freed_memory()  # file after file: the next picture reuses the last one's buffers
     # Loading the indexes and matching only read: no write lock held meanwhile (on SQLite a write
     # session takes it when it begins). Only a recorded match is written, in a short write of its own.
     reads, writes = default_sessionmaker(writes=False), default_sessionmaker()

@@ -28,17 +28,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from seawall.auth.permissions import Principal
 from seawall.config import Settings
 from seawall.db import utcnow
-from seawall.matching.indexes import ListIndex, MatchIndexes
 from seawall.scan.models import COUNTERS, ScanPartition, ScanRun
 from seawall.scan.sources import ScanError, plan
 
 log = logging.getLogger(__name__)
-WORKER_MODULES = ("seawall.scan.worker", "seawall.matching.service", "seawall.scan.warmup")
-# Dask settings for a local cluster's workers. Its statistical profiler samples the task thread's
-# stack every few milliseconds, which cost decoding and hashing about half their speed: off.
+WORKER_MODULES = ("seawall.scan.worker", "seawall.matching.service", "seawall.scan.warmup")  # warm-up last
+# Dask settings for a local cluster (its scheduler and nannies run in this process, its workers
+# apart). The statistical profiler samples the task thread's stack every few milliseconds, which cost
+# decoding and hashing about half their speed: off. Every Dask server also wakes every 20 ms to time
+# its event loop, samples the system every 0.5 s and a nanny its worker's memory every 0.1 s: on an
+# idle 2-worker cluster that was 6.5% of a core in this process and 3% in each worker, taken from
+# hashing on a machine whose cores the workers fill; each 1-5 s instead (about 1.3% and 0.5%).
 WORKER_CONFIG = {
     "distributed.worker.multiprocessing-method": "forkserver",
     "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
 }
 REPORT_PARTNER = "seawall-scan"  # reports a scan opens are this partner's, keyed by run/partition/item
 
@@ -250,29 +256,6 @@ class Progress:
         return self.items_this_session / elapsed if elapsed > 0 else 0.0
 
 
-def _catalogue(session: Session, factory: sessionmaker[Session]) -> MatchIndexes:
-    """The lists' names and kinds, without their entries: what deciding on known hits needs."""
-    from seawall.lists.models import HashList
-
-    catalogue = MatchIndexes(factory)
-    for row in session.scalars(select(HashList).where(HashList.deleted_at.is_(None))):
-        catalogue.lists[row.id] = ListIndex(
-            id=row.id,
-            name=row.name,
-            kind=row.kind,
-            enabled=row.enabled,
-            allowlist=row.allowlist,
-            thresholds=dict(row.thresholds or {}),
-            dihedral=row.dihedral,
-            uid=row.uid,
-            regions=row.regions,
-            allowlist_scope=frozenset(row.allowlist_scope)
-            if row.allowlist and row.allowlist_scope is not None
-            else None,
-        )
-    return catalogue
-
-
 def connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     """A Dask client: to the scheduler named, or to a local cluster of worker processes."""
     from distributed import Client, LocalCluster
@@ -413,7 +396,12 @@ def _drive(
                     time.sleep(wait)
                 submitted_items += len(spec.get("paths") or spec.get("urls") or [1])
             future = client.submit(
-                scan_partition, spec, options.as_dict(), key=f"seawall-scan-{run_id}-{number}-{token}", pure=False
+                scan_partition,
+                spec,
+                options.as_dict(),
+                principal,
+                key=f"seawall-scan-{run_id}-{number}-{token}",
+                pure=False,
             )
             running[future] = number
             return future
@@ -426,10 +414,10 @@ def _drive(
             except Exception as exc:  # the worker itself failed (Dask already retried a lost worker)
                 _fail_partition(factory, run_id, number, f"{type(exc).__name__}: {exc}")
             else:
-                counted = complete_partition(factory, settings, principal, run_id, number, rows, options, sink)
+                counted, progress.run = complete_partition(
+                    factory, settings, principal, run_id, number, rows, options, sink
+                )
                 progress.items_this_session += counted
-            with factory() as session:
-                progress.run = run_dict(get_run(session, run_id))
             if on_progress is not None:
                 on_progress(progress)
             following = submit_next()
@@ -452,58 +440,18 @@ def _fail_partition(factory: sessionmaker[Session], run_id: int, number: int, er
         session.commit()
 
 
-def decide_rows(
-    factory: sessionmaker[Session], principal: Principal, rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Worker rows as results: raw hits described and decided by policy, as ``seawall match`` does."""
-    from seawall.matching.service import Hit, decide_hits
-
-    out = [{k: v for k, v in row.items() if k != "hits"} for row in rows]
-    hit_rows = [i for i, row in enumerate(rows) if row.get("hits")]
-    for i in range(len(rows)):
-        if "media" in rows[i]:
-            out[i]["matches"] = []
-    if not hit_rows:
-        return out
-    hits = [
-        [
-            Hit(
-                int(h[0]),
-                int(h[1]),
-                str(h[2]),
-                int(h[3]),
-                h[4],
-                tuple(tuple(x) for x in h[5]),
-                *((h[6], tuple(h[7]) if h[7] else None, h[8]) if len(h) > 6 else ()),
-            )
-            for h in rows[i]["hits"]
-        ]
-        for i in hit_rows
-    ]
-    with factory() as session:
-        outcomes = decide_hits(
-            session, _catalogue(session, factory), hits, [rows[i].get("media") for i in hit_rows], principal
-        )
-    for i, outcome in zip(hit_rows, outcomes, strict=True):
-        out[i]["matches"] = outcome.matches
-        if outcome.matches:
-            out[i]["actions"] = outcome.decision.actions
-            out[i]["allowlisted"] = outcome.decision.allowlisted
-    return out
-
-
 def complete_partition(
     factory: sessionmaker[Session],
     settings: Settings,
     principal: Principal,
     run_id: int,
     number: int,
-    rows: list[dict[str, Any]],
+    results: list[dict[str, Any]],
     options: ScanOptions,
     sink: ResultSink,
-) -> int:
-    """Decide, report, write and checkpoint one partition's rows; the number of items it counted."""
-    results = decide_rows(factory, principal, rows)
+) -> tuple[int, dict[str, Any]]:
+    """Report, write and checkpoint one partition's result rows (the worker decided them): the
+    number of items it counted, and the run as it stands after the checkpoint."""
     if options.report:
         open_reports(factory, settings, principal, run_id, number, results)
     open_review_items(factory, settings, principal, results)
@@ -531,14 +479,22 @@ def complete_partition(
                 error="",
                 done_at=utcnow(),
             )
+            .execution_options(synchronize_session=False)
         )
         if done.rowcount != 1:  # never while the run lock is held; refuse rather than count twice
             raise ScanError(f"partition {number} of scan run {run_id} was completed by someone else")
         values: dict[str, Any] = {name: getattr(ScanRun, name) + counts[name] for name in COUNTERS}
         values.update(partitions_done=ScanRun.partitions_done + 1, out_offset=offset, updated_at=utcnow())
-        session.execute(update(ScanRun).where(ScanRun.id == run_id).values(**values))
+        run = session.scalars(  # the run as updated, for the progress figures: no second read
+            update(ScanRun)
+            .where(ScanRun.id == run_id)
+            .values(**values)
+            .returning(ScanRun)
+            .execution_options(synchronize_session=False)
+        ).one()
+        figures = run_dict(run)
         session.commit()
-    return counts["items"]
+    return counts["items"], figures
 
 
 def open_reports(

@@ -1,10 +1,17 @@
 """Imported by a local cluster's fork server: decode, hash and search once, so that the compiled
 kernels (PDQ, the Hamming index) and decoder plugins are loaded there, and every worker forked from
-it starts warm instead of paying for them on its first partition."""
+it starts warm instead of paying for them on its first partition.
+
+Last of the fork server's preloads (``service.WORKER_MODULES``): it forgets the settings read meanwhile,
+so that each worker reads its own (the cluster's environment), not those of the first cluster the
+fork server started for (a later cluster of the same process, e.g. another SEAWALL_HOME or database).
+"""
 
 from __future__ import annotations
 
 import io
+
+from seawall.config import reset_settings
 
 
 def warm_up() -> None:
@@ -27,3 +34,4 @@ def warm_up() -> None:
 
 
 warm_up()
+reset_settings()

@@ -14,8 +14,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from seawall.auth.permissions import Principal
 from seawall.config import Settings, get_settings
 from seawall.matching.indexes import MatchIndexes
+from seawall.matching.service import Hit
 from seawall.scan.sources import Expander, Item
 
 # What hashing says of something that is simply not media: counted as skipped, not as an error.
@@ -44,7 +46,9 @@ def context() -> _Context:
     with _context_lock:
         if _context is None or _context.key != key:
             from seawall.db import make_engine, make_sessionmaker
+            from seawall.media.budget import keep_freed_memory
 
+            keep_freed_memory()  # decoding picture after picture: reuse the buffers, not fresh pages
             if _context is not None:
                 _context.indexes.stop()
             factory = make_sessionmaker(make_engine(settings.effective_database_url), writes=False)
@@ -56,20 +60,42 @@ def context() -> _Context:
         return _context
 
 
-def scan_partition(spec: dict[str, Any], options: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every item of a partition as a row: path, size, media, signals and raw hits, or an error.
+def scan_partition(
+    spec: dict[str, Any], options: dict[str, Any], principal: Principal | None = None
+) -> list[dict[str, Any]]:
+    """Every item of a partition as a result row: path, size, media, signals, and its matches
+    described and decided by policy for ``principal`` as ``seawall match`` does; or an error.
 
+    Deciding here, in one batch per partition, leaves the client only the writes (reports, review
+    items, results, checkpoint): it shares the machine with the workers. The principal names who
+    scans (quarantines and hidden allowlists depend on it); it is no credential, and this reads only.
     Per-item failures become rows with an ``error``; only a failure of the worker itself fails the
     task (and Dask then runs it elsewhere)."""
+    from seawall.matching.service import decide_hits
+
     ctx = context()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    found: list[tuple[int, list[Hit]]] = []
     with ctx.factory() as session:
         for item in Expander(ctx.settings).partition(spec):
-            rows.append(scan_item(session, ctx, item, options))
+            row, hits = scan_item(session, ctx, item, options)
+            if hits:
+                found.append((len(rows), hits))
+            rows.append(row)
+        if found:
+            outcomes = decide_hits(
+                session, ctx.indexes, [h for _, h in found], [rows[i].get("media") for i, _ in found], principal
+            )
+            for (i, _), outcome in zip(found, outcomes, strict=True):
+                rows[i]["matches"] = outcome.matches
+                if outcome.matches:
+                    rows[i]["actions"] = outcome.decision.actions
+                    rows[i]["allowlisted"] = outcome.decision.allowlisted
     return rows
 
 
-def scan_item(session: Session, ctx: _Context, item: Item, options: dict[str, Any]) -> dict[str, Any]:
+def scan_item(session: Session, ctx: _Context, item: Item, options: dict[str, Any]) -> tuple[dict[str, Any], list[Hit]]:
+    """One item's row (without its decision) and the raw hits of its signals."""
     from seawall.matching import service
     from seawall.media.errors import MediaError
     from seawall.media.memfile import memory_file
@@ -80,7 +106,7 @@ def scan_item(session: Session, ctx: _Context, item: Item, options: dict[str, An
         row["url"] = item.url
     if item.error is not None:
         row["error"] = item.error
-        return row
+        return row, []
     fast = bool(options.get("fast"))
     regions = ctx.settings.match_regions
     try:
@@ -91,31 +117,17 @@ def scan_item(session: Session, ctx: _Context, item: Item, options: dict[str, An
                 hashed = hash_file(path, dihedral=True, fast=fast, regions=regions)
     except MediaError as exc:
         row["skipped" if exc.reason in NOT_MEDIA else "error"] = exc.reason
-        return row
+        return row, []
     except OSError as exc:
         row["error"] = f"cannot read file: {exc.strerror or exc}"
-        return row
+        return row, []
     except Exception as exc:  # a decoder's own failure on hostile input: an error of this item only
         row["error"] = f"cannot decode: {type(exc).__name__}"
-        return row
+        return row, []
     row["media"] = hashed.get("media")
     row["signals"] = {k: hashed[k] for k in SIGNAL_FIELDS if k in hashed}
     if hashed.get("vpdq") is not None:
         row["signals"]["vpdq_frames"] = len(hashed["vpdq"])
+    row["matches"] = []
     query = service.Query.from_hash(hashed)
-    hits = service.find_hits(session, ctx.indexes, query, ctx.settings, lists=options.get("lists"))
-    row["hits"] = [
-        [
-            h.list_id,
-            h.entry_id,
-            h.signal_type,
-            h.distance,
-            h.variant,
-            [list(x) for x in h.extra],
-            h.region,
-            list(h.box) if h.box is not None else None,
-            h.entry_region,
-        ]
-        for h in hits
-    ]
-    return row
+    return row, service.find_hits(session, ctx.indexes, query, ctx.settings, lists=options.get("lists"))
