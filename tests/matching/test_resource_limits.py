@@ -275,21 +275,27 @@ def test_the_async_fetcher_keeps_the_ssrf_rules_on_every_hop() -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+    def run(coroutine: Any) -> Any:
+        # In a thread of its own: the session's browser (Playwright) keeps an event loop running in
+        # this one once a browser test has run in this test process.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
+
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         allowed = SafeFetcher(allow_networks=["127.0.0.0/8"], resolver=lambda host, port: ["127.0.0.1"])
-        fetched = asyncio.run(allowed.afetch(f"{base}/ok"))
+        fetched = run(allowed.afetch(f"{base}/ok"))
         assert (fetched.status, fetched.body, fetched.address) == (200, b"benign bytes", "127.0.0.1")
-        named = asyncio.run(allowed.afetch(f"http://files.example:{server.server_address[1]}/ok"))
+        named = run(allowed.afetch(f"http://files.example:{server.server_address[1]}/ok"))
         assert named.body == b"benign bytes"  # a name, resolved (off the event loop) and pinned
         with pytest.raises(FetchRefused, match=r"^refused: 10\.0\.0\.1 is not a public address$"):
-            asyncio.run(allowed.afetch(f"{base}/away"))
+            run(allowed.afetch(f"{base}/away"))
         with pytest.raises(FetchRefused, match=r"^refused: 127\.0\.0\.1 is not a public address$"):
-            asyncio.run(SafeFetcher().afetch(f"{base}/ok"))
+            run(SafeFetcher().afetch(f"{base}/ok"))
         private_name = SafeFetcher(resolver=lambda host, port: ["192.168.1.20"])
         with pytest.raises(FetchRefused, match=r"^refused: files\.example resolves to a non-public address$"):
-            asyncio.run(private_name.afetch("http://files.example/x"))
+            run(private_name.afetch("http://files.example/x"))
     finally:
         server.shutdown()
