@@ -25,8 +25,8 @@ from seawall.redact import redact_text, redact_url
     ("url", "shown"),
     [
         ("https://hooks.example.org/in", "https://hooks.example.org/in"),
-        ("https://user:pw@hooks.example.org/in", "https://user:***@hooks.example.org/in"),
-        ("https://ghp_token123@example.org/x", "https://***@example.org/x"),  # a bare token as userinfo
+        ("https://someone.example:pw@hooks.example.org/in", "https://someone.example:***@hooks.example.org/in"),
+        ("https://token123.example@example.org/x", "https://***@example.org/x"),  # a bare token as userinfo
         ("postgresql+psycopg://postgres@db:5432/seawall", "postgresql+psycopg://postgres@db:5432/seawall"),
         ("postgresql+psycopg://u:pa/ss@db/seawall", "postgresql+psycopg://u:***@db/seawall"),  # unencoded '/'
         (
@@ -52,9 +52,9 @@ def test_redact_url(url: str, shown: str) -> None:
 
 
 def test_redact_text_masks_every_url_in_a_message() -> None:
-    message = "GET https://u:p@a.example/x?token=t answered 401; then http://b.example/?session=s failed"
+    message = "GET https://u.example:p@a.example/x?token=t answered 401; then http://b.example/?session=s failed"
     assert redact_text(message) == (
-        "GET https://u:***@a.example/x?token=*** answered 401; then http://b.example/?session=*** failed"
+        "GET https://u.example:***@a.example/x?token=*** answered 401; then http://b.example/?session=*** failed"
     )
 
 
