@@ -171,6 +171,31 @@ QUESTIONS = [
 ]
 
 
+def _generate(engine: Engine, pages: int, images: int, years: int) -> None:
+    """Fresh tables, filled with generated records (the same for the same counts), analysed."""
+    for table in TABLES:
+        table.drop(engine, checkfirst=True)
+        table.create(engine)
+    first = date(2026 - years, 1, 1)
+    rng = np.random.default_rng(16)
+    print(f"{engine.dialect.name}: {pages:,} pages, {images:,} images over {years} years", flush=True)
+    started = time.perf_counter()
+    done = 0
+    for n in _chunks(pages):
+        _load(engine, "stats_pages", PAGE_COLUMNS, _page_rows(rng, n, first, years, done + 1))
+        done += n
+    done = 0
+    for n in _chunks(images):
+        _load(engine, "stats_images", IMAGE_COLUMNS, _image_rows(rng, n, first, years, done + 1))
+        done += n
+    print(f"loaded in {time.perf_counter() - started:.0f} s", flush=True)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("ANALYZE stats_pages; ANALYZE stats_images"))
+        else:
+            connection.execute(text("ANALYZE"))
+
+
 def _build(engine: Engine, sessions: Any) -> None:
     started = time.perf_counter()
     with sessions() as session, session.begin():
@@ -212,27 +237,7 @@ def main() -> None:
             CubeCount.__table__.create(engine)
             _build(engine, sessions)
     else:
-        for table in TABLES:
-            table.drop(engine, checkfirst=True)
-            table.create(engine)
-        first = date(2026 - args.years, 1, 1)
-        rng = np.random.default_rng(16)
-        print(f"{engine.dialect.name}: {pages:,} pages, {images:,} images over {args.years} years", flush=True)
-        started = time.perf_counter()
-        done = 0
-        for n in _chunks(pages):
-            _load(engine, "stats_pages", PAGE_COLUMNS, _page_rows(rng, n, first, args.years, done + 1))
-            done += n
-        done = 0
-        for n in _chunks(images):
-            _load(engine, "stats_images", IMAGE_COLUMNS, _image_rows(rng, n, first, args.years, done + 1))
-            done += n
-        print(f"loaded in {time.perf_counter() - started:.0f} s", flush=True)
-        with engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
-                connection.execute(text("ANALYZE stats_pages; ANALYZE stats_images"))
-            else:
-                connection.execute(text("ANALYZE"))
+        _generate(engine, pages, images, args.years)
         _build(engine, sessions)
     settings = Settings(database_url=url, home=Path(folder.name))
     print(f"\n{'question':<70} {'rows':>7} {'source':>13} {'answer s':>9} {'naive s':>8}  equal")

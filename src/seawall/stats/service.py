@@ -477,12 +477,12 @@ def _finest_groups(session: Session, measure: str) -> _Groups:
     lookups: list[dict[Any, int]] = [{} for _ in dims]
 
     def code(position: int, raw: Any) -> int:
+        """The code of a raw value first seen (None and "" are both spelled unknown: one code)."""
         spelled = text_of(raw)
-        known = names[position]
-        if spelled not in known:
-            known.append(spelled)
-        found = lookups[position][raw] = known.index(spelled)
-        return found
+        if spelled not in names[position]:
+            names[position].append(spelled)
+        lookups[position][raw] = names[position].index(spelled)
+        return lookups[position][raw]
 
     days, codes, counts = [], [], []
     result = session.execute(query, execution_options={"yield_per": 50_000})
