@@ -168,6 +168,8 @@ QUESTIONS = [
     Query(measure="pages", by=["year", "age_band", "self_generated"], where={"hosting_country": "NL"}),
     Query(measure="pages", by=["year", "age_band"], where={"sex": "boy", "self_generated": "true"}, since=2020),
     Query(measure="pages", by=["week", "age_band", "self_generated"], where={"hosting_country": "NL"}),
+    Query(measure="pages", by=["week", "site_type", "hosting_country"]),
+    Query(measure="pages", by=["month", "site_type", "hosting_country"], where={"self_generated": "true"}),
 ]
 
 
@@ -246,18 +248,19 @@ def main() -> None:
         for q in QUESTIONS:
             answer_s, answer = _timed(lambda q=q: service.table(session, settings, q), args.repeat)
             cube_dims = service.CUBE_DIMS
-            service.CUBE_DIMS = {"d": 0, "m": 0}  # the same question as a GROUP BY over the raw records
+            # The same question as a GROUP BY over the raw records.
+            service.CUBE_DIMS = {grain: -1 for grain in service.GRAINS}
             try:
                 naive_s, naive = _timed(lambda q=q: service.table(session, settings, q), 1)
             finally:
                 service.CUBE_DIMS = cube_dims
-            worst = max(worst, answer_s) if answer.source != "records" else worst
+            worst = max(worst, answer_s)
             print(
                 f"{_describe(q):<70} {len(answer.rows):>7} {answer.source:>13} {answer_s:>9.3f} {naive_s:>8.2f}"
                 f"  {answer.rows == naive.rows}",
                 flush=True,
             )
-    print(f"\nslowest cube answer: {worst:.3f} s")
+    print(f"\nslowest answer: {worst:.3f} s")
     if not os.environ.get("BENCH_KEEP"):  # BENCH_KEEP=1 leaves the tables for a closer look
         for table in reversed(TABLES):
             table.drop(engine, checkfirst=True)

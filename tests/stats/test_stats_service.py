@@ -161,7 +161,8 @@ def test_two_dimensions_filters_share_and_the_cube_agrees_with_the_records(
         {"half_year": "2022-H1", "age_band": "11-13", "count": 1, "previous": 1, "change_pct": 0.0, "share_pct": 33.3},
     ]
     # Three dimensions (two grouped, one filtered): by year from the cube's monthly triples, by week
-    # (the cube holds pairs only by day) from the records; the same counts either way.
+    # from its weekly ones (the days at the edges of the window a year earlier from the records: the
+    # cube holds pairs only by day), by day from the records; the same counts every way.
     combined = Query(by=["year", "age_band", "self_generated"], where={"hosting_country": "NL"})
     answer = service.table(db, settings, combined)
     assert answer.source == "cube (month)"
@@ -174,12 +175,15 @@ def test_two_dimensions_filters_share_and_the_cube_agrees_with_the_records(
         ("2022", "11-13", True, 0),
     ]
     weekly = service.table(db, settings, Query(by=["week", *combined.by[1:]], where=combined.where))
-    assert weekly.source == "records"
-    assert sum(r["count"] for r in weekly.rows) == sum(r["count"] for r in answer.rows) == 5
+    assert weekly.source == "cube (week) + records"
+    daily = service.table(db, settings, Query(by=["day", *combined.by[1:]], where=combined.where))
+    assert daily.source == "records"
+    assert sum(r["count"] for r in weekly.rows) == sum(r["count"] for r in daily.rows) == 5
+    assert sum(r["count"] for r in answer.rows) == 5
     four = service.table(db, settings, Query(by=combined.by, where={**combined.where, "sex": "girl"}))
     assert four.source == "records"
     # The cube and a GROUP BY over the records give the same table.
-    monkeypatch.setattr(service, "CUBE_DIMS", {"d": 0, "m": 0})
+    monkeypatch.setattr(service, "CUBE_DIMS", {grain: -1 for grain in service.GRAINS})
     plain = service.table(db, settings, query)
     assert plain.source == "records" and plain.rows == result.rows
     monkeypatch.undo()
@@ -188,6 +192,58 @@ def test_two_dimensions_filters_share_and_the_cube_agrees_with_the_records(
     assert narrow == [
         {"month": "2022-03", "sex": "girl", "count": 3, "previous": 1, "change_pct": 200.0, "share_pct": 100.0}
     ]
+
+
+def test_whole_weeks_and_months_come_from_their_own_cells_and_edge_days_from_the_day_cells(
+    db: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every window of a table (its own, a year earlier, the base year) is cut into the whole weeks or
+    months inside it and the days at its edges; the answer is the same as a GROUP BY over the records,
+    whatever the windows' edges."""
+    bands, sites, countries = ["3-6", "7-10", "11-13"], ["image_host", "forum"], ["NL", "US", "DE"]
+    lines = [
+        page(
+            str(n),
+            f"{date.fromordinal(date(2021, 1, 1).toordinal() + (n * 37) % 900).isoformat()}T{n % 24:02d}:15:00Z",
+            age_band=bands[n % 3],
+            sg=n % 4 == 0,
+            site=sites[n % 2],
+            country=countries[n % 5 % 3],
+            sex="boy" if n % 7 == 0 else "girl",
+        )
+        for n in range(400)
+    ]
+    load(db, settings, lines)
+    questions = [
+        (Query(by=["week", "site_type", "hosting_country"]), "cube (week, day)"),
+        (Query(by=["week", "age_band"], start=date(2022, 3, 9), end=date(2022, 8, 17)), "cube (week, day)"),
+        (Query(by=["week", "age_band"], where={"self_generated": "true"}, since=2021), "cube (week, day)"),
+        (Query(by=["month", "sex"], start=date(2022, 2, 10), end=date(2023, 1, 20)), "cube (month, day)"),
+        (Query(by=["quarter", "age_band"], since=2021), "cube (month)"),
+        (Query(by=["age_band", "site_type"], start=date(2021, 5, 3), end=date(2022, 6, 29)), "cube (month, day)"),
+        (Query(by=["day", "hosting_country"], start=date(2022, 12, 20), end=date(2023, 1, 10)), "cube (day)"),
+        (Query(by=["week", "age_band", "self_generated"], where={"hosting_country": "NL"}), "cube (week) + records"),
+        (Query(by=["day", "age_band", "self_generated"], where={"hosting_country": "NL"}), "records"),
+        (
+            Query(by=["month", "age_band", "sex"], where={"site_type": "forum"}, start=date(2022, 1, 15)),
+            "cube (month) + records",
+        ),
+    ]
+    answers = [service.table(db, settings, q) for q, _ in questions]
+    assert [a.source for a in answers] == [source for _, source in questions]
+    assert all(a.rows for a in answers)
+    monkeypatch.setattr(service, "CUBE_DIMS", {grain: -1 for grain in service.GRAINS})
+    for (q, _), answer in zip(questions, answers, strict=True):
+        plain = service.table(db, settings, q)
+        assert plain.source == "records"
+        assert plain.rows == answer.rows, q
+    # The window a year earlier starts on Tuesday 9 March 2021: of 2021-W10 it counts the page of
+    # 9 March (7-10), not that of Monday 8 March (3-6), which the whole week holds. 2022-W10 itself
+    # counts from Wednesday 9 March: 3-6 on the 9th and 12th, 7-10 on the 10th and 13th, 11-13 on the 11th.
+    week10 = [(r["age_band"], r["count"], r["previous"]) for r in answers[1].rows if r["week"] == "2022-W10"]
+    assert week10 == [("3-6", 2, 0), ("7-10", 2, 1), ("11-13", 1, 0)]
+    whole = ask(db, settings, by=["week", "age_band"], start=date(2021, 3, 8), end=date(2021, 3, 14))
+    assert [(r["age_band"], r["count"]) for r in whole] == [("3-6", 1), ("7-10", 1)]
 
 
 def test_bad_questions_are_named(db: Session, settings: Settings) -> None:
@@ -348,7 +404,7 @@ def test_confirmation_writes_the_records_by_the_per_url_rules(
     assert [r["count"] for r in ask(db, settings, measure="self_reports", by=["year"])] == [1]
 
 
-def test_the_triples_migration_fills_the_cube_from_existing_records(empty_database_url: str) -> None:
+def test_the_cube_migrations_fill_the_triples_and_weeks_from_existing_records(empty_database_url: str) -> None:
     """A database whose cube predates the monthly triples gets them when it is migrated, so the first
     three-dimension question read from the cube is already right."""
     from sqlalchemy import text
@@ -394,8 +450,15 @@ def test_the_triples_migration_fills_the_cube_from_existing_records(empty_databa
             )
             assert answer.source == "cube (month)"
             assert [(r["year"], r["age_band"], r["count"]) for r in answer.rows] == [("2022", "7-10", 2)]
-        migrate.downgrade(engine, "i11_hma")  # the triples go again; the pairs stay
+            weeks = session.execute(
+                select(CubeCount.period, CubeCount.v1, CubeCount.count)
+                .where(CubeCount.dims == "sex", CubeCount.grain == "w")
+                .order_by(CubeCount.v1)
+            ).all()
+            assert [tuple(r) for r in weeks] == [(date(2022, 2, 28), "boy", 3), (date(2022, 2, 28), "girl", 1)]
+        migrate.downgrade(engine, "i11_hma")  # the triples and the weeks go again; the pairs stay
         with engine.connect() as c:
+            assert c.scalar(text("SELECT count(*) FROM stats_cube WHERE grain = 'w'")) == 0
             assert c.scalar(text("SELECT count(*) FROM stats_cube WHERE dims LIKE '%,%,%'")) == 0
             assert c.scalar(text("SELECT sum(count) FROM stats_cube WHERE grain = 'm' AND dims = 'sex'")) == 4
     finally:

@@ -7,9 +7,9 @@ from a hotline's past years, and counted exactly alike. Each holds the local cal
 changing it).
 
 The **cube** keeps the ``csam`` records' counts per day for every dimension alone and every pair of
-dimensions, and per month for every triple too, kept current by the same writes: a query of up to two
-dimensions (three by month, quarter, half-year or year), grouped or filtered, reads a few thousand
-cube rows instead of millions of records.
+dimensions, and per ISO week and per month for every triple too, kept current by the same writes: a
+query of up to two dimensions (three by week or longer periods), grouped or filtered, reads the
+cells of its whole periods and of the days at its edges instead of millions of records.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ class ImageRecord(Base):
 
 
 class CubeCount(Base):
-    """How many csam records of ``measure`` fall on one day (grain ``d``) or month (``m``, its first
-    day) with the values ``v1``, ``v2``, ``v3`` of the dimensions ``dims`` ("" for the total, "age_band",
-    "age_band,self_generated" — names in sorted order)."""
+    """How many csam records of ``measure`` fall on one day (grain ``d``), ISO week (``w``, its Monday)
+    or month (``m``, its first day) with the values ``v1``, ``v2``, ``v3`` of the dimensions ``dims``
+    ("" for the total, "age_band", "age_band,self_generated" — names in sorted order)."""
 
     __tablename__ = "stats_cube"
     __table_args__ = (UniqueConstraint("measure", "grain", "dims", "period", "v1", "v2", "v3", name="uq_stats_cube"),)

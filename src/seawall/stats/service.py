@@ -23,9 +23,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import ColumnElement, Table, delete, func, select, true
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, true
 from sqlalchemy.orm import Session
 
 from seawall.auth.permissions import Principal
@@ -70,11 +68,14 @@ LIVE_DIMS: dict[str, tuple[str, ...]] = {
 MEASURES = ("pages", "images", "reports", "self_reports", "notices", "takedown", "matches")
 BOOL_DIMS = ("self_generated", "commercial", "ai_generated")
 UNKNOWN = "unknown"  # a missing value, in the cube and in filters
+# The cube's grains, each cell dated by the first day of its period: a day, an ISO week (its Monday),
+# a month.
+GRAINS = {"d": "day", "w": "week", "m": "month"}
 # How many dimensions (grouped by or filtered on) the cube holds together, per grain: every
-# dimension alone and every pair by day, and every triple too by month (the yearly tables ask for
-# three, as in "self-generated, boys, by age band per year").
-CUBE_DIMS = {"d": 2, "m": 3}
-_CHUNK = 2000
+# dimension alone and every pair by day, and every triple too by week and by month (two grouped and
+# one filtered, as in "self-generated pages by age band and sex per week", or the yearly tables'
+# "self-generated, boys, by age band").
+CUBE_DIMS = {"d": 2, "w": 3, "m": 3}
 _REBUILD_BATCH = 20_000
 DAY, HOURS_24, HOURS_72 = 86400, 24 * 3600, 72 * 3600
 
@@ -118,7 +119,9 @@ def shown(dim: str, value: str) -> Any:
 
 # ---- records and the cube ---------------------------------------------------------------------
 
-CubeKey = tuple[str, str, str, date, str, str, str]  # measure, grain, dims, period, v1, v2, v3
+# One cell of the cube and its count: measure, grain, dims, period, v1, v2, v3, count.
+Cell = tuple[str, str, str, date, str, str, str, int]
+_CELL_COLUMNS = "measure, grain, dims, period, v1, v2, v3, count"
 
 
 def _combos(dims: Sequence[str], most: int) -> list[tuple[str, ...]]:
@@ -132,38 +135,38 @@ _COMBOS = {
 }
 
 
-def _contributions(measure: str, record: PageRecord | ImageRecord) -> list[CubeKey]:
-    """The cube cells one record counts in (none unless it is csam)."""
-    if record.outcome != "csam":
-        return []
-    values = {dim: text_of(getattr(record, dim)) for dim in dims_of(measure)}
-    out: list[CubeKey] = []
-    for grain, period in (("d", record.day), ("m", record.day.replace(day=1))):
-        for combo in _COMBOS[measure][grain]:
-            v = [values[d] for d in combo] + ["", "", ""]
-            out.append((measure, grain, ",".join(combo), period, v[0], v[1], v[2]))
-    return out
+def _driver_rows(dialect: str, cells: Iterable[Cell]) -> Iterator[tuple[Any, ...]]:
+    """Cells as the driver takes them: SQLite stores a date as its ISO text."""
+    if dialect == "postgresql":
+        yield from cells
+    else:
+        for m, g, d, period, v1, v2, v3, n in cells:
+            yield m, g, d, period.isoformat(), v1, v2, v3, n
 
 
-def _apply(session: Session, deltas: Counter[CubeKey]) -> None:
-    """Add the deltas to the cube: one upsert per cell, in a fixed order (two writers never wait on
-    each other in a circle)."""
-    rows = [
-        {"measure": k[0], "grain": k[1], "dims": k[2], "period": k[3], "v1": k[4], "v2": k[5], "v3": k[6], "count": n}
-        for k, n in sorted(deltas.items())
-        if n
-    ]
+def _apply(session: Session, cells: Iterable[Cell]) -> None:
+    """Add counts to the cube's cells (a new cell starts from zero), in the session's transaction:
+    one upsert per cell through the driver's executemany (SQLAlchemy's per-row parameter handling
+    would cost more than the database), in a fixed order so two writers never wait on each other in
+    a circle."""
+    rows = sorted(cell for cell in cells if cell[-1])
     if not rows:
         return
-    table = cast(Table, CubeCount.__table__)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["measure", "grain", "dims", "period", "v1", "v2", "v3"],
-        set_={"count": table.c.count + statement.excluded.count},
+    connection = session.connection()
+    dialect = connection.dialect.name
+    mark = "%s" if dialect == "postgresql" else "?"
+    statement = (
+        f"INSERT INTO stats_cube ({_CELL_COLUMNS}) VALUES ({', '.join([mark] * 8)})"
+        " ON CONFLICT (measure, grain, dims, period, v1, v2, v3)"
+        " DO UPDATE SET count = stats_cube.count + excluded.count"
     )
-    for start in range(0, len(rows), _CHUNK):
-        session.execute(statement, rows[start : start + _CHUNK])
+    cursor = connection.connection.cursor()
+    try:
+        batches = _driver_rows(dialect, rows)
+        while batch := list(islice(batches, _REBUILD_BATCH)):
+            cursor.executemany(statement, batch)
+    finally:
+        cursor.close()
 
 
 _PAGE_FIELDS = (
@@ -207,7 +210,14 @@ def _put(
     """Write records by key (insert, or replace one whose values changed) and move the cube with
     them. Returns (added, replaced, unchanged)."""
     names = _PAGE_FIELDS if model is PageRecord else _IMAGE_FIELDS
-    deltas: Counter[CubeKey] = Counter()
+    dims = dims_of(measure)
+    # What moves in the cube: (day, dimension values, +1 or -1) of each csam record added or replaced.
+    changes: list[tuple[int, tuple[Any, ...], int]] = []
+
+    def count(record: Any, sign: int) -> None:
+        if record.outcome == "csam":
+            changes.append((record.day.toordinal(), tuple(getattr(record, d) for d in dims), sign))
+
     added = replaced = unchanged = 0
     keys = list(batch)
     for start in range(0, len(keys), 500):
@@ -221,7 +231,7 @@ def _put(
                 unchanged += 1
                 continue
             if row is not None:
-                deltas.subtract(_contributions(measure, row))
+                count(row, -1)
                 for n in names:
                     setattr(row, n, values[n])
                 replaced += 1
@@ -229,9 +239,9 @@ def _put(
                 row = model(key=key, **values)
                 session.add(row)
                 added += 1
-            deltas.update(_contributions(measure, row))
+            count(row, +1)
     session.flush()
-    _apply(session, deltas)
+    _apply(session, _cube_cells(measure, _groups_of(len(dims), changes)))
     return added, replaced, unchanged
 
 
@@ -467,23 +477,44 @@ class _Groups:
     names: list[list[str]]  # per dimension, the cube's spelling of each code
 
 
+class _Coder:
+    """Small integer codes for each dimension's values, and the cube's spelling of each code (None and
+    "" are both unknown: one code)."""
+
+    def __init__(self, width: int) -> None:
+        self.names: list[list[str]] = [[] for _ in range(width)]
+        self._lookups: list[dict[Any, int]] = [{} for _ in range(width)]
+
+    def codes(self, position: int, raws: Iterable[Any]) -> list[int]:
+        lookup = self._lookups[position]
+        return [lookup[v] if v in lookup else self._first(position, v) for v in raws]
+
+    def _first(self, position: int, raw: Any) -> int:
+        spelled, names = text_of(raw), self.names[position]
+        if spelled not in names:
+            names.append(spelled)
+        self._lookups[position][raw] = names.index(spelled)
+        return self._lookups[position][raw]
+
+
+def _groups_of(width: int, changes: Sequence[tuple[int, tuple[Any, ...], int]]) -> _Groups:
+    """Groups of a few records in memory: (day ordinal, raw dimension values, count) each."""
+    coder = _Coder(width)
+    codes = np.empty((len(changes), width), dtype=np.int32)
+    for position in range(width):
+        codes[:, position] = coder.codes(position, (values[position] for _, values, _ in changes))
+    days = np.fromiter((day for day, _, _ in changes), dtype=np.int64, count=len(changes))
+    counts = np.fromiter((n for _, _, n in changes), dtype=np.int64, count=len(changes))
+    return _Groups(days, codes, counts, coder.names)
+
+
 def _finest_groups(session: Session, measure: str) -> _Groups:
     """One grouped scan of the records by the database; the values coded in Python as they stream."""
     model: type[PageRecord] | type[ImageRecord] = PageRecord if measure == "pages" else ImageRecord
     dims = dims_of(measure)
     columns = [_column(model, d) for d in dims]
     query = select(model.day, *columns, func.count()).where(model.outcome == "csam").group_by(model.day, *columns)
-    names: list[list[str]] = [[] for _ in dims]
-    lookups: list[dict[Any, int]] = [{} for _ in dims]
-
-    def code(position: int, raw: Any) -> int:
-        """The code of a raw value first seen (None and "" are both spelled unknown: one code)."""
-        spelled = text_of(raw)
-        if spelled not in names[position]:
-            names[position].append(spelled)
-        lookups[position][raw] = names[position].index(spelled)
-        return lookups[position][raw]
-
+    coder = _Coder(len(dims))
     days, codes, counts = [], [], []
     result = session.execute(query, execution_options={"yield_per": 50_000})
     for rows in result.partitions():
@@ -491,16 +522,15 @@ def _finest_groups(session: Session, measure: str) -> _Groups:
         days.append(np.fromiter((d.toordinal() for d in cols[0]), dtype=np.int64, count=len(rows)))
         block = np.empty((len(rows), len(dims)), dtype=np.int32)
         for position in range(len(dims)):
-            lookup = lookups[position]
-            block[:, position] = [lookup[v] if v in lookup else code(position, v) for v in cols[1 + position]]
+            block[:, position] = coder.codes(position, cols[1 + position])
         codes.append(block)
         counts.append(np.fromiter(cols[-1], dtype=np.int64, count=len(rows)))
     if not days:
-        return _Groups(np.empty(0, np.int64), np.empty((0, len(dims)), np.int32), np.empty(0, np.int64), names)
-    return _Groups(np.concatenate(days), np.concatenate(codes), np.concatenate(counts), names)
+        return _groups_of(len(dims), [])
+    return _Groups(np.concatenate(days), np.concatenate(codes), np.concatenate(counts), coder.names)
 
 
-def _cube_cells(measure: str, groups: _Groups) -> Iterator[tuple[str, str, str, date, str, str, str, int]]:
+def _cube_cells(measure: str, groups: _Groups) -> Iterator[Cell]:
     """Every cell of the cube for one measure, summed from the finest groups: per grain and
     combination, one composite integer key per group, summed by ``np.unique``."""
     dims = dims_of(measure)
@@ -508,9 +538,15 @@ def _cube_cells(measure: str, groups: _Groups) -> Iterator[tuple[str, str, str, 
         return
     distinct, back = np.unique(groups.days, return_inverse=True)
     firsts = np.array([date.fromordinal(int(o)).replace(day=1).toordinal() for o in distinct], dtype=np.int64)
+    starts = {
+        "d": groups.days,
+        "w": groups.days - (groups.days + 6) % 7,  # ordinal 1 (1 January of year 1) is a Monday
+        "m": firsts[back],
+    }
     sizes = [max(1, len(n)) for n in groups.names]
     dates: dict[int, date] = {}
-    for grain, period in (("d", groups.days), ("m", firsts[back])):
+    for grain in GRAINS:
+        period = starts[grain]
         for combo in _COMBOS[measure][grain]:
             positions = [dims.index(d) for d in combo]
             key = period.copy()
@@ -529,23 +565,22 @@ def _cube_cells(measure: str, groups: _Groups) -> Iterator[tuple[str, str, str, 
                 yield measure, grain, name, day, v1, v2, v3, n
 
 
-def _write_cells(session: Session, cells: Iterable[tuple[str, str, str, date, str, str, str, int]]) -> int:
+def _write_cells(session: Session, cells: Iterable[Cell]) -> int:
     """Millions of new cells into the cube in the session's transaction, by the driver's bulk path
     (COPY on PostgreSQL, executemany on SQLite): an ORM insert would take minutes longer."""
     connection = session.connection()
     cursor = connection.connection.cursor()
-    columns = "measure, grain, dims, period, v1, v2, v3, count"
     written = 0
     try:
         if connection.dialect.name == "postgresql":
-            with cursor.copy(f"COPY stats_cube ({columns}) FROM STDIN") as copy:
+            with cursor.copy(f"COPY stats_cube ({_CELL_COLUMNS}) FROM STDIN") as copy:
                 for cell in cells:
                     copy.write_row(cell)
                     written += 1
             return written
-        rows = ((m, g, d, p.isoformat(), v1, v2, v3, n) for m, g, d, p, v1, v2, v3, n in cells)
+        rows = _driver_rows("sqlite", cells)
         while batch := list(islice(rows, _REBUILD_BATCH)):
-            cursor.executemany(f"INSERT INTO stats_cube ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
+            cursor.executemany(f"INSERT INTO stats_cube ({_CELL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
             written += len(batch)
         return written
     finally:
@@ -664,6 +699,9 @@ def check(query: Query) -> tuple[str | None, list[str]]:
 
 
 Counts = dict[tuple[date, tuple[str, ...]], int]
+# Counts as read, each (day, values) once: (day or a whole period's first day, *values, count). The
+# day is a date, or SQLite's ISO text of it as the cube's rows come from the driver.
+Cells = list[tuple[Any, ...]]
 
 
 def _record_filter(model: type[PageRecord] | type[ImageRecord], where: dict[str, str]) -> list[ColumnElement[bool]]:
@@ -681,33 +719,32 @@ def _record_filter(model: type[PageRecord] | type[ImageRecord], where: dict[str,
 
 def _cube_counts(
     session: Session, measure: str, dims: list[str], where: dict[str, str], lo: date, hi: date, grain: str
-) -> Counts:
+) -> Cells:
+    """The cube's cells of one grain from ``lo`` to ``hi``: with the filtered values fixed, each
+    (period, grouped values) is one cell, so nothing is left to sum."""
     needed = sorted(set(dims) | set(where))
-    name = ",".join(needed)
     slots = {d: i for i, d in enumerate(needed)}
     value_columns = [CubeCount.v1, CubeCount.v2, CubeCount.v3]
-    conditions = [
+    wanted = [value_columns[slots[d]] for d in dims]
+    query = select(CubeCount.period, *wanted, CubeCount.count).where(
         CubeCount.measure == measure,
         CubeCount.grain == grain,
-        CubeCount.dims == name,
+        CubeCount.dims == ",".join(needed),
         CubeCount.period >= lo,
         CubeCount.period <= hi,
+        CubeCount.count != 0,
         *(value_columns[slots[d]] == v for d, v in where.items()),
-    ]
-    wanted = [value_columns[slots[d]] for d in dims]
-    query = select(CubeCount.period, *wanted, func.sum(CubeCount.count)).where(*conditions)
-    query = query.group_by(CubeCount.period, *wanted)
-    out: Counts = {}
-    for period, *rest in session.execute(query):
-        *values, n = rest
-        if n:
-            out[(period, tuple(values))] = int(n)
-    return out
+    )
+    # The driver's own tuples: SQLAlchemy's rows and SQLite date parsing would cost more than the
+    # query on a table of 70,000 cells.
+    result = cast(CursorResult[Any], session.connection().execute(query))
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
 
 
-def _record_counts(
-    session: Session, measure: str, dims: list[str], where: dict[str, str], lo: date, hi: date
-) -> Counts:
+def _record_counts(session: Session, measure: str, dims: list[str], where: dict[str, str], lo: date, hi: date) -> Cells:
     model: type[PageRecord] | type[ImageRecord] = PageRecord if measure == "pages" else ImageRecord
     columns = [_column(model, d) for d in dims]
     query = (
@@ -715,11 +752,57 @@ def _record_counts(
         .where(model.outcome == "csam", model.day >= lo, model.day <= hi, *_record_filter(model, where))
         .group_by(model.day, *columns)
     )
-    out: Counts = {}
-    for day, *rest in session.execute(query):
-        *values, n = rest
-        out[(day, tuple(text_of(v) for v in values))] = int(n)
-    return out
+    return [(day, *(text_of(v) for v in values), int(n)) for day, *values, n in session.execute(query)]
+
+
+def _grain_for(kind: str | None) -> str:
+    """The coarsest grain whose periods make up the table's periods whole: weeks for weeks, days for
+    days, months for the rest and for a table with no period."""
+    return {"day": "d", "week": "w"}.get(kind or "", "m")
+
+
+def _tiles(grain: str, lo: date, hi: date) -> tuple[tuple[date, date] | None, list[tuple[date, date]]]:
+    """A window cut into the whole periods of ``grain`` inside it (the first and last period's first
+    day) and the days at its edges that make no whole period."""
+    kind, one = GRAINS[grain], timedelta(days=1)
+    first = lo if periods.start_of(kind, lo) == lo else periods.end_of(kind, lo) + one
+    last = hi if periods.end_of(kind, hi) == hi else periods.start_of(kind, hi) - one
+    if first > last:
+        return None, [(lo, hi)]
+    edges = [(a, b) for a, b in ((lo, first - one), (last + one, hi)) if a <= b]
+    return (first, periods.start_of(kind, last)), edges
+
+
+def _stored_counts(
+    session: Session, measure: str, dims: list[str], where: dict[str, str], lo: date, hi: date, grain: str
+) -> tuple[Cells, set[str]]:
+    """The counts of one window, each dated by its day or its whole period's first day, and the grains
+    (or "records") they came from: the whole periods of ``grain`` from the cube and the edge days from
+    its day cells where the cube holds that many dimensions together, the rest from the records."""
+    needed = len(set(dims) | set(where))
+    if needed > CUBE_DIMS[grain]:
+        return _record_counts(session, measure, dims, where, lo, hi), {"records"}
+    whole, edges = _tiles(grain, lo, hi)
+    cells: Cells = []
+    found: set[str] = set()
+    if whole is not None:
+        cells += _cube_counts(session, measure, dims, where, *whole, grain)
+        found.add(grain)
+    for a, b in edges:
+        if needed <= CUBE_DIMS["d"]:
+            cells += _cube_counts(session, measure, dims, where, a, b, "d")
+            found.add("d")
+        else:
+            cells += _record_counts(session, measure, dims, where, a, b)
+            found.add("records")
+    return cells, found
+
+
+def _source_label(found: set[str]) -> str:
+    """Where a table's counts came from: "cube (month)", "cube (week, day)", "records", or both."""
+    grains = [GRAINS[g] for g in ("m", "w", "d") if g in found]
+    parts = ([f"cube ({', '.join(grains)})"] if grains else []) + (["records"] if "records" in found else [])
+    return " + ".join(parts)
 
 
 def _utc_bounds(lo: date, hi: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -892,44 +975,53 @@ def table(session: Session, settings: Settings, query: Query, principal: Princip
     if end is None:
         assert extent is not None
         end = periods.end_of(span, max(extent[1], start))
-    fetch_lo = periods.year_earlier(start)
+    # The windows a table reads: its own, the same days a year earlier, and the base year.
+    windows = [(start, end), (periods.year_earlier(start), periods.year_earlier(end))]
     if query.since is not None:
-        fetch_lo = min(fetch_lo, date(query.since, 1, 1))
-    base_hi = date(query.since, 12, 31) if query.since is not None else fetch_lo
+        windows.append((date(query.since, 1, 1), date(query.since, 12, 31)))
 
     samples: dict[tuple[date, tuple[str, ...]], list[int]] = {}
     if measure in ("pages", "images"):
-        needed = set(dims) | set(query.where)
-        monthly = (
-            kind in periods.MONTHLY
-            and start == periods.start_of("month", start)
-            and end == periods.end_of("month", end)
-            and fetch_lo == periods.start_of("month", fetch_lo)
-        )
-        grain = "m" if monthly else "d"
-        if len(needed) <= CUBE_DIMS[grain]:
-            counts = _cube_counts(session, measure, dims, query.where, fetch_lo, max(end, base_hi), grain)
-            source = f"cube ({'month' if monthly else 'day'})"
-        else:
-            counts = _record_counts(session, measure, dims, query.where, fetch_lo, max(end, base_hi))
-            source = "records"
+        grain = _grain_for(kind)
+        found: set[str] = set()
+        window_counts: list[Cells] = []
+        for lo, hi in windows:
+            cells, sources = _stored_counts(session, measure, dims, query.where, lo, hi, grain)
+            window_counts.append(cells)
+            found |= sources
+        source = _source_label(found)
     else:
         counts, samples = _live_counts(
-            session, settings, measure, dims, query.where, fetch_lo, max(end, base_hi), principal
+            session,
+            settings,
+            measure,
+            dims,
+            query.where,
+            min(lo for lo, _ in windows),
+            max(hi for _, hi in windows),
+            principal,
         )
+        window_counts = [[(d, *v, n) for (d, v), n in counts.items() if lo <= d <= hi] for lo, hi in windows]
         source = "live"
 
-    def fold(lo: date, hi: date) -> dict[tuple[Any, tuple[str, ...]], int]:
+    period_keys: dict[Any, Any] = {}
+
+    def fold(cells: Cells) -> dict[tuple[Any, tuple[str, ...]], int]:
+        """Counts by day (or by the first day of a whole week or month) summed into the table's periods."""
         out: dict[tuple[Any, tuple[str, ...]], int] = defaultdict(int)
-        for (day, values), n in counts.items():
-            if lo <= day <= hi:
-                out[(periods.key_of(kind, day) if kind else None, values)] += n
+        for cell in cells:
+            day = cell[0]
+            if day not in period_keys:
+                as_date = date.fromisoformat(day) if isinstance(day, str) else day
+                period_keys[day] = periods.key_of(kind, as_date) if kind else None
+            out[(period_keys[day], cell[1:-1])] += cell[-1]
         return out
 
-    current = fold(start, end)
-    previous = fold(periods.year_earlier(start), periods.year_earlier(end))
-    base = fold(date(query.since, 1, 1), base_hi) if query.since is not None else {}
-    combos = sorted({values for (_, values) in counts}, key=lambda v: _order(dims, v)) if dims else [()]
+    current = fold(window_counts[0])
+    previous = fold(window_counts[1])
+    base = fold(window_counts[2]) if query.since is not None else {}
+    seen = {cell[1:-1] for cells in window_counts for cell in cells}
+    combos = sorted(seen, key=lambda v: _order(dims, v)) if dims else [()]
     keys: list[Any] = list(periods.between(kind, start, end)) if kind else [None]
     totals: dict[Any, int] = defaultdict(int)
     for (key, _), n in current.items():
@@ -939,22 +1031,24 @@ def table(session: Session, settings: Settings, query: Query, principal: Princip
         for (day, values), seconds in samples.items():
             if start <= day <= end:
                 window[(periods.key_of(kind, day) if kind else None, values)].extend(seconds)
+    labels = {values: {dim: shown(dim, v) for dim, v in zip(dims, values, strict=True)} for values in combos}
     rows: list[dict[str, Any]] = []
     for key in keys:
+        head = {kind: periods.label(kind, key)} if kind else {}
+        earlier_key = periods.shift_years(kind, key, -1) if kind else None
+        base_key = periods.shift_years(kind, key, query.since - key[0]) if query.since is not None and kind else None
         for values in combos:
             count = current.get((key, values), 0)
-            row: dict[str, Any] = {}
-            if kind:
-                row[kind] = periods.label(kind, key)
-            for dim, value in zip(dims, values, strict=True):
-                row[dim] = shown(dim, value)
-            earlier_key = periods.shift_years(kind, key, -1) if kind else None
             earlier = previous.get((earlier_key, values), 0) if (earlier_key is not None or not kind) else 0
-            row.update(
-                count=count, previous=earlier, change_pct=_change(count, earlier), share_pct=_pct(count, totals[key])
-            )
+            row: dict[str, Any] = {
+                **head,
+                **labels[values],
+                "count": count,
+                "previous": earlier,
+                "change_pct": _change(count, earlier),
+                "share_pct": _pct(count, totals[key]),
+            }
             if query.since is not None and kind:
-                base_key = periods.shift_years(kind, key, query.since - key[0])
                 base_count = base.get((base_key, values), 0) if base_key is not None else 0
                 row.update(base=base_count, since_pct=_change(count, base_count))
             if measure == "takedown":
