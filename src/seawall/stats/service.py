@@ -1006,15 +1006,21 @@ def table(session: Session, settings: Settings, query: Query, principal: Princip
 
     period_keys: dict[Any, Any] = {}
 
-    def fold(cells: Cells) -> dict[tuple[Any, tuple[str, ...]], int]:
-        """Counts by day (or by the first day of a whole week or month) summed into the table's periods."""
-        out: dict[tuple[Any, tuple[str, ...]], int] = defaultdict(int)
+    def fold(cells: Cells) -> dict[Any, dict[tuple[str, ...], int]]:
+        """Counts by day (or by the first day of a whole week or month) summed into the table's
+        periods: per period, the count of each combination of values."""
+        out: dict[Any, dict[tuple[str, ...], int]] = {}
         for cell in cells:
             day = cell[0]
             if day not in period_keys:
                 as_date = date.fromisoformat(day) if isinstance(day, str) else day
                 period_keys[day] = periods.key_of(kind, as_date) if kind else None
-            out[(period_keys[day], cell[1:-1])] += cell[-1]
+            key = period_keys[day]
+            bucket = out.get(key)
+            if bucket is None:
+                bucket = out[key] = {}
+            values = cell[1:-1]
+            bucket[values] = bucket.get(values, 0) + cell[-1]
         return out
 
     current = fold(window_counts[0])
@@ -1023,9 +1029,7 @@ def table(session: Session, settings: Settings, query: Query, principal: Princip
     seen = {cell[1:-1] for cells in window_counts for cell in cells}
     combos = sorted(seen, key=lambda v: _order(dims, v)) if dims else [()]
     keys: list[Any] = list(periods.between(kind, start, end)) if kind else [None]
-    totals: dict[Any, int] = defaultdict(int)
-    for (key, _), n in current.items():
-        totals[key] += n
+    totals = {key: sum(counts.values()) for key, counts in current.items()}
     window: dict[tuple[Any, tuple[str, ...]], list[int]] = defaultdict(list)
     if measure == "takedown":
         for (day, values), seconds in samples.items():
@@ -1033,23 +1037,29 @@ def table(session: Session, settings: Settings, query: Query, principal: Princip
                 window[(periods.key_of(kind, day) if kind else None, values)].extend(seconds)
     labels = {values: {dim: shown(dim, v) for dim, v in zip(dims, values, strict=True)} for values in combos}
     rows: list[dict[str, Any]] = []
+    nothing: dict[tuple[str, ...], int] = {}
     for key in keys:
         head = {kind: periods.label(kind, key)} if kind else {}
+        # A period with no counterpart a year earlier (ISO week 53) or in the base year compares with nothing.
         earlier_key = periods.shift_years(kind, key, -1) if kind else None
+        now = current.get(key, nothing)
+        then = previous.get(earlier_key, nothing) if earlier_key is not None or not kind else nothing
         base_key = periods.shift_years(kind, key, query.since - key[0]) if query.since is not None and kind else None
+        at_base = base.get(base_key, nothing) if base_key is not None else nothing
+        total = totals.get(key, 0)
         for values in combos:
-            count = current.get((key, values), 0)
-            earlier = previous.get((earlier_key, values), 0) if (earlier_key is not None or not kind) else 0
+            count = now.get(values, 0)
+            earlier = then.get(values, 0)
             row: dict[str, Any] = {
                 **head,
                 **labels[values],
                 "count": count,
                 "previous": earlier,
                 "change_pct": _change(count, earlier),
-                "share_pct": _pct(count, totals[key]),
+                "share_pct": _pct(count, total),
             }
             if query.since is not None and kind:
-                base_count = base.get((base_key, values), 0) if base_key is not None else 0
+                base_count = at_base.get(values, 0)
                 row.update(base=base_count, since_pct=_change(count, base_count))
             if measure == "takedown":
                 seconds = window.get((key, values), [])
