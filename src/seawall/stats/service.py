@@ -955,8 +955,8 @@ def _order(dims: Sequence[str], values: tuple[str, ...]) -> tuple[tuple[int, int
 
 def table(session: Session, settings: Settings, query: Query, principal: Principal | None = None) -> Result:
     """Counts by period and up to two dimensions, with share, year-on-year change and growth since a
-    base year. Every period in the range is a row for every combination of values seen (zero when
-    empty)."""
+    base year. Every period in the range is a row for every combination of values seen in the range,
+    a year earlier or in the base year (zero when empty)."""
     kind, dims = check(query)
     measure = query.measure
     columns = ([kind] if kind else []) + dims + ["count", "previous", "change_pct", "share_pct"]
