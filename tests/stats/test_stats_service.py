@@ -456,6 +456,15 @@ def test_the_cube_migrations_fill_the_triples_and_weeks_from_existing_records(em
                 .order_by(CubeCount.v1)
             ).all()
             assert [tuple(r) for r in weeks] == [(date(2022, 2, 28), "boy", 3), (date(2022, 2, 28), "girl", 1)]
+        # A cube from before the weeks (at the triples' revision) gets them from the weeks' migration.
+        migrate.downgrade(engine, "s16_cube_triples")
+        with engine.connect() as c:
+            assert c.scalar(text("SELECT count(*) FROM stats_cube WHERE grain = 'w'")) == 0
+        migrate.upgrade(engine)
+        with engine.connect() as c:
+            week_cells = "SELECT period, v1, count FROM stats_cube WHERE grain = 'w' AND dims = 'sex' ORDER BY v1"
+            again = [(date.fromisoformat(str(p)), v, n) for p, v, n in c.execute(text(week_cells))]
+            assert again == [(date(2022, 2, 28), "boy", 3), (date(2022, 2, 28), "girl", 1)]
         migrate.downgrade(engine, "i11_hma")  # the triples and the weeks go again; the pairs stay
         with engine.connect() as c:
             assert c.scalar(text("SELECT count(*) FROM stats_cube WHERE grain = 'w'")) == 0
