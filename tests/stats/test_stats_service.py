@@ -290,6 +290,39 @@ def test_imports_are_idempotent_and_a_bad_line_imports_nothing(db: Session, sett
         service.import_records(db, settings, "images", "id,assessed_at,category,age_band,self_generated,url\n")
 
 
+def test_writers_importing_at_the_same_time_both_count(engine: Any, db: Session, settings: Settings) -> None:
+    """Two imports in two transactions at once, over the same days and values (the same cube cells):
+    each adds to the cells the other also writes, and the cube is what a rebuild makes."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from seawall.db import make_sessionmaker
+
+    sessions = make_sessionmaker(engine)
+    both = Barrier(2)
+
+    def write(prefix: str) -> int:
+        lines = [
+            page(f"{prefix}{n}", f"2022-05-0{1 + n % 7}T10:00:00Z", age_band=["7-10", "11-13"][n % 2], sg=n % 3 == 0)
+            for n in range(60)
+        ]
+        with sessions() as session:
+            both.wait(timeout=30)  # both transactions open before either writes
+            added = service.import_records(session, settings, "urls", HEADER + "".join(lines)).added
+            session.commit()
+        return added
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(write, ["a", "b"])) == [60, 60]
+    key = attrgetter("measure", "grain", "dims", "period", "v1", "v2", "v3")
+    cells = {key(c): c.count for c in db.scalars(select(CubeCount)) if c.count}
+    assert cells[("pages", "m", "", date(2022, 5, 1), "", "", "")] == 120
+    assert cells[("pages", "w", "age_band", date(2022, 4, 25), "7-10", "", "")] == 2 * 5  # 1 May, a Sunday
+    service.rebuild_cube(db)
+    assert {key(c): c.count for c in db.scalars(select(CubeCount))} == cells
+    db.rollback()
+
+
 def test_the_cube_is_what_a_rebuild_makes(db: Session, settings: Settings) -> None:
     load(
         db,
