@@ -148,22 +148,29 @@ async function framePixels(video, planes = true) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// The pixels of frame n. 'seeked' can fire while the element still shows the previous frame (seen
-// under load at 1080p): the frame's own timestamp says which frame was read, so a stale one is
-// read again, then sought again; a frame that cannot be had is an error, never a wrong hash.
+// The pixels of frame n. 'seeked' can fire while the element still shows the previous frame, or
+// before it has a frame to give at all (seen under load): the frame's own timestamp says which
+// frame was read, so a stale or missing one is read again, waiting a little longer each time, then
+// sought again; a frame that cannot be had is an error, never a wrong hash.
 async function frameAt(video, n, fps, base, planes) {
+  let failure = null;
   for (let seek = 0; seek < 3; seek++) {
     const seeked = once(video, "seeked", 15000);
     // The middle of frame n: clear of rounding at the frame's edges.
     video.currentTime = (n + 0.5) / fps;
     await seeked;
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const px = await framePixels(video, planes);
-      if (base === null || !Number.isFinite(px.at) || Math.round(((px.at - base) * fps) / 1e6) === n) return px;
-      await sleep(30);
+    for (let attempt = 0; attempt < 12; attempt++) {
+      try {
+        const px = await framePixels(video, planes);
+        if (base === null || !Number.isFinite(px.at) || Math.round(((px.at - base) * fps) / 1e6) === n) return px;
+      } catch (err) {
+        failure = err; // no frame to read yet (VideoFrame refuses an element without current data)
+      }
+      await sleep(Math.min(250, 30 * 2 ** attempt));
     }
   }
-  throw new Error(`frame ${n} could not be read`);
+  const why = failure && failure.message ? `: ${failure.message}` : "";
+  throw new Error(`frame ${n} could not be read${why}`);
 }
 
 // vPDQ frames of a video: [{frame, quality, pdq, timestamp}], at most `maxFrames` (every frame
