@@ -96,8 +96,8 @@ def test_config_and_the_serve_banner_mask_passwords_given_as_query_parameters(
 
 
 def test_the_match_log_keeps_no_credentials_a_url_carried() -> None:
-    query = Query(url="https://u:pw@files.example/a.jpg?token=t0k&size=2")
-    assert query.public_signals() == {"url": "https://u:***@files.example/a.jpg?token=***&size=2"}
+    query = Query(url="https://uploader.example:pw@files.example/a.jpg?token=t0k&size=2")
+    assert query.public_signals() == {"url": "https://uploader.example:***@files.example/a.jpg?token=***&size=2"}
 
 
 def _mode(path: Path) -> int:

@@ -190,11 +190,12 @@ def test_endpoint_answers_a_case_and_pin_and_refuses_bad_shapes(client: TestClie
     )
 
 
-def test_status_and_withdraw_pages(client: TestClient, db: Session) -> None:
+def test_status_and_withdraw_pages(client: TestClient, db: Session, settings: Settings) -> None:
+    settings.self_report_exit_url = "https://weather.example/today"  # the operator's choice, read per page
     for path in ("/self-report", "/self-report/status", "/self-report/withdraw"):
         page = client.get(path)
         assert page.status_code == 200
-        assert '<a class="quick-exit" id="quick-exit" href="https://www.bbc.co.uk/weather"' in page.text
+        assert '<a class="quick-exit" id="quick-exit" href="https://weather.example/today"' in page.text
         assert '<a href="tel:08001111">0800 1111</a>' in page.text and '<a href="tel:119">119</a>' in page.text
         assert page.text.index("Childline") < page.text.index("Allô enfance en danger")  # GB, the hotline's own, first
     token = _token(client)
