@@ -135,38 +135,43 @@ _COMBOS = {
 }
 
 
-def _driver_rows(dialect: str, cells: Iterable[Cell]) -> Iterator[tuple[Any, ...]]:
-    """Cells as the driver takes them: SQLite stores a date as its ISO text."""
-    if dialect == "postgresql":
-        yield from cells
-    else:
-        for m, g, d, period, v1, v2, v3, n in cells:
-            yield m, g, d, period.isoformat(), v1, v2, v3, n
+def _send_cells(session: Session, cells: Iterable[Cell], *, add: bool) -> int:
+    """Cells into the cube in the session's transaction, through the driver (SQLAlchemy's per-row
+    parameter handling would cost more than the database): a rebuild's new cells by COPY on
+    PostgreSQL, else an executemany of inserts that, with ``add``, add to a cell already there.
+    Returns the cells sent."""
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    cursor = connection.connection.cursor()
+    sent = 0
+    try:
+        if postgres and not add:
+            with cursor.copy(f"COPY stats_cube ({_CELL_COLUMNS}) FROM STDIN") as copy:
+                for cell in cells:
+                    copy.write_row(cell)
+                    sent += 1
+            return sent
+        mark = "%s" if postgres else "?"
+        statement = f"INSERT INTO stats_cube ({_CELL_COLUMNS}) VALUES ({', '.join([mark] * 8)})"
+        if add:
+            statement += (
+                " ON CONFLICT (measure, grain, dims, period, v1, v2, v3)"
+                " DO UPDATE SET count = stats_cube.count + excluded.count"
+            )
+        # SQLite stores a date as its ISO text.
+        rows = iter(cells) if postgres else ((m, g, d, p.isoformat(), *rest) for m, g, d, p, *rest in cells)
+        while batch := list(islice(rows, _REBUILD_BATCH)):
+            cursor.executemany(statement, batch)
+            sent += len(batch)
+        return sent
+    finally:
+        cursor.close()
 
 
 def _apply(session: Session, cells: Iterable[Cell]) -> None:
-    """Add counts to the cube's cells (a new cell starts from zero), in the session's transaction:
-    one upsert per cell through the driver's executemany (SQLAlchemy's per-row parameter handling
-    would cost more than the database), in a fixed order so two writers never wait on each other in
-    a circle."""
-    rows = sorted(cell for cell in cells if cell[-1])
-    if not rows:
-        return
-    connection = session.connection()
-    dialect = connection.dialect.name
-    mark = "%s" if dialect == "postgresql" else "?"
-    statement = (
-        f"INSERT INTO stats_cube ({_CELL_COLUMNS}) VALUES ({', '.join([mark] * 8)})"
-        " ON CONFLICT (measure, grain, dims, period, v1, v2, v3)"
-        " DO UPDATE SET count = stats_cube.count + excluded.count"
-    )
-    cursor = connection.connection.cursor()
-    try:
-        batches = _driver_rows(dialect, rows)
-        while batch := list(islice(batches, _REBUILD_BATCH)):
-            cursor.executemany(statement, batch)
-    finally:
-        cursor.close()
+    """Add counts to the cube's cells (a new cell starts from zero), in a fixed order so two writers
+    never wait on each other in a circle."""
+    _send_cells(session, sorted(cell for cell in cells if cell[-1]), add=True)
 
 
 _PAGE_FIELDS = (
@@ -565,28 +570,6 @@ def _cube_cells(measure: str, groups: _Groups) -> Iterator[Cell]:
                 yield measure, grain, name, day, v1, v2, v3, n
 
 
-def _write_cells(session: Session, cells: Iterable[Cell]) -> int:
-    """Millions of new cells into the cube in the session's transaction, by the driver's bulk path
-    (COPY on PostgreSQL, executemany on SQLite): an ORM insert would take minutes longer."""
-    connection = session.connection()
-    cursor = connection.connection.cursor()
-    written = 0
-    try:
-        if connection.dialect.name == "postgresql":
-            with cursor.copy(f"COPY stats_cube ({_CELL_COLUMNS}) FROM STDIN") as copy:
-                for cell in cells:
-                    copy.write_row(cell)
-                    written += 1
-            return written
-        rows = _driver_rows("sqlite", cells)
-        while batch := list(islice(rows, _REBUILD_BATCH)):
-            cursor.executemany(f"INSERT INTO stats_cube ({_CELL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
-            written += len(batch)
-        return written
-    finally:
-        cursor.close()
-
-
 def rebuild_cube(session: Session, measures: Sequence[str] = ("pages", "images")) -> int:
     """The cube recomputed from the records (after a bulk load, ``seawall stats rebuild``, or to check
     it): the database groups the csam records once by day and every dimension, and every cell of
@@ -595,7 +578,7 @@ def rebuild_cube(session: Session, measures: Sequence[str] = ("pages", "images")
     written = 0
     for measure in measures:
         session.execute(delete(CubeCount).where(CubeCount.measure == measure))
-        written += _write_cells(session, _cube_cells(measure, _finest_groups(session, measure)))
+        written += _send_cells(session, _cube_cells(measure, _finest_groups(session, measure)), add=False)
     return written
 
 
